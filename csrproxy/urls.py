@@ -1,0 +1,22 @@
+from django.contrib import admin
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from signing import api
+
+from .views import healthz
+
+urlpatterns = [
+    path("api/v1/certificates/", api.CertificateListCreateApi.as_view(), name="certificate-list"),
+    path("api/v1/certificates/<int:pk>/", api.CertificateDetailApi.as_view(),
+         name="certificate-detail"),
+    path("api/v1/certificates/<int:pk>/chain", api.CertificateChainApi.as_view(),
+         name="certificate-chain"),
+    path("v1/sign", api.LegacySignApi.as_view(), name="legacy-sign"),
+    path("api/schema/", SpectacularAPIView.as_view(authentication_classes=[],
+                                                  permission_classes=[]), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", authentication_classes=[],
+                                                     permission_classes=[]), name="docs"),
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,310 @@
+"""The ACME flow of one request as resumable steps whose state lives in PostgreSQL.
+
+:func:`request_advance` runs a request's steps one after another until it has to wait for
+the CA or DNS; it then stores when to look again (``next_attempt_at``) and returns the wait,
+so no worker thread is ever held by a waiting request. Each step first looks at what the
+database says was already done, so a crash or a redelivered message resumes correctly:
+intent is written before each side effect and the result after it.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from dns_provisioning import services as dns
+from dns_provisioning.powerdns import PowerDnsError
+
+from . import acme_ca
+from .accounts import account_access, account_default
+from .certificates import ChainMismatch, chain_check
+from .models import Certificate, CertificateRequest, RequestEvent
+
+log = logging.getLogger(__name__)
+Step = CertificateRequest.Step
+Status = CertificateRequest.Status
+
+MAX_STEPS_PER_RUN = 20
+# Short polls first (Pebble and most CAs validate within a second), then back off.
+POLL_DELAYS = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0)
+REPUBLISH_AFTER_POLLS = 12  # DNS not visible after this many looks: write the RRset again
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Look again in ``seconds``; at ``step`` when given, else at the same step."""
+
+    seconds: float
+    step: CertificateRequest.Step | None = None
+
+
+class Failed(Exception):
+    """The request cannot succeed: end it `invalid` with this problem document."""
+
+    def __init__(self, problem: dict) -> None:
+        super().__init__(problem.get("detail", ""))
+        self.problem = problem
+
+
+def _poll_delay(req: CertificateRequest) -> float:
+    return POLL_DELAYS[min(req.polls, len(POLL_DELAYS) - 1)]
+
+
+def _problem(kind: str, detail: str) -> dict:
+    return {"type": f"urn:csrproxy:problem:{kind}", "detail": detail}
+
+
+# --- steps -------------------------------------------------------------------------------
+# Each returns the next step (run at once) or a Wait (run again later), or raises Failed.
+
+def step_order(req: CertificateRequest) -> Step | Wait:
+    if req.acme_account_id is None:
+        req.acme_account = account_default()
+        req.save(update_fields=["acme_account"])
+    order = acme_ca.order_create(account_access(req.acme_account), req.csr_pem.encode())
+    if order.status == "invalid":
+        raise Failed(order.error or _problem("order-invalid", "The CA refused the order."))
+    req.order_url, req.finalize_url = order.url, order.finalize_url
+    req.authorizations = [
+        {"url": a.url, "identifier": a.identifier, "wildcard": a.wildcard, "status": a.status,
+         "challenge_url": a.challenge_url, "txt_name": a.txt_name, "txt_value": a.txt_value}
+        for a in order.authorizations
+    ]
+    missing = [a for a in order.authorizations if a.status == "pending" and not a.challenge_url]
+    if missing:
+        raise Failed(_problem("no-dns-challenge",
+                              f"The CA offers no dns-01 challenge for {missing[0].identifier}."))
+    req.save(update_fields=["order_url", "finalize_url", "authorizations"])
+    return Step.PUBLISH if _pending_authzs(req) else Step.FINALIZE
+
+
+def _pending_authzs(req: CertificateRequest) -> list[dict]:
+    return [a for a in req.authorizations if a["status"] == "pending"]
+
+
+def step_publish(req: CertificateRequest) -> Step | Wait:
+    dns.txt_publish(
+        owner=req.owner_ref,
+        product_zone=req.product.zone,
+        values=[(a["txt_name"], a["txt_value"]) for a in _pending_authzs(req)],
+    )
+    return Step.VERIFY
+
+
+def step_verify(req: CertificateRequest) -> Step | Wait:
+    # Never trust the API's 204: the CA will ask the authoritative server.
+    if dns.txt_served(owner=req.owner_ref):
+        return Step.ANSWER
+    if req.polls and req.polls % REPUBLISH_AFTER_POLLS == 0:
+        return Step.PUBLISH
+    return Wait(_poll_delay(req))
+
+
+def step_answer(req: CertificateRequest) -> Step | Wait:
+    account = account_access(req.acme_account)
+    for authz in _pending_authzs(req):
+        if authz.get("answered"):
+            continue
+        if authz.get("answering"):
+            # We may have answered before a crash: ask the CA instead of answering twice.
+            current = acme_ca.authorization_fetch(account, authz["url"])
+            if current.challenge_status != "pending" or current.status != "pending":
+                _mark(req, authz, answered=True)
+                continue
+        _mark(req, authz, answering=True)
+        acme_ca.challenge_answer(account, authz["challenge_url"])
+        _mark(req, authz, answered=True)
+    return Wait(POLL_DELAYS[0], step=Step.VALIDATE)
+
+
+def _mark(req: CertificateRequest, authz: dict, **flags: bool) -> None:
+    authz.update(flags)
+    req.save(update_fields=["authorizations"])
+
+
+def step_validate(req: CertificateRequest) -> Step | Wait:
+    account = account_access(req.acme_account)
+    waiting = False
+    for authz in _pending_authzs(req):
+        current = acme_ca.authorization_fetch(account, authz["url"])
+        if current.status == "valid":
+            authz["status"] = "valid"
+            continue
+        if current.status != "pending" or current.challenge_status == "invalid":
+            raise Failed(current.error or _problem(
+                "authorization-invalid",
+                f"The CA did not validate {current.identifier} (authorization {current.status})."))
+        if current.challenge_status == "pending":
+            # Answered, yet the CA left the challenge pending with no error: some CAs
+            # (acme2certifier) validate synchronously and say nothing when it fails.
+            raise Failed(current.error or _problem(
+                "challenge-not-accepted",
+                f"The CA did not accept the dns-01 answer for {current.identifier}; "
+                "its challenge stayed pending."))
+        waiting = True
+    req.save(update_fields=["authorizations"])
+    return Wait(_poll_delay(req)) if waiting else Step.FINALIZE
+
+
+def step_finalize(req: CertificateRequest) -> Step | Wait:
+    account = account_access(req.acme_account)
+    # Fetch first: after a crash the order may already be finalized; never finalize twice.
+    order = acme_ca.order_fetch(account, req.order_url)
+    if order.status == "ready":
+        order = acme_ca.order_finalize(account, order, req.csr_pem.encode())
+    if order.status == "invalid":
+        raise Failed(order.error or _problem("order-invalid", "The CA invalidated the order."))
+    if order.status == "pending":
+        return Step.VALIDATE
+    return Step.DOWNLOAD if order.status == "valid" else Wait(POLL_DELAYS[0], step=Step.DOWNLOAD)
+
+
+def step_download(req: CertificateRequest) -> Step | Wait:
+    account = account_access(req.acme_account)
+    order = acme_ca.order_fetch(account, req.order_url)
+    if order.status == "invalid":
+        raise Failed(order.error or _problem("order-invalid", "The CA invalidated the order."))
+    if order.status != "valid" or not order.certificate_url:
+        return Wait(_poll_delay(req))
+    chain = acme_ca.certificate_download(account, order.certificate_url)
+    try:
+        facts = chain_check(chain, public_key_sha256=req.public_key_sha256, names=req.names)
+    except ChainMismatch as exc:
+        raise Failed(_problem("certificate-mismatch", str(exc))) from None
+    with transaction.atomic():
+        Certificate.objects.get_or_create(request=req, defaults={"chain_pem": chain, **facts})
+        req.certificate_url = order.certificate_url
+        req.status = Status.VALID
+        req.finished_at = timezone.now()
+        req.save(update_fields=["certificate_url", "status", "finished_at"])
+        _event(req, "certificate issued, serial " + facts["serial"])
+    return Step.CLEANUP
+
+
+def step_cleanup(req: CertificateRequest) -> Step | Wait:
+    dns.txt_withdraw(owner=req.owner_ref)
+    return Step.DONE
+
+
+STEPS = {
+    Step.ORDER: step_order,
+    Step.PUBLISH: step_publish,
+    Step.VERIFY: step_verify,
+    Step.ANSWER: step_answer,
+    Step.VALIDATE: step_validate,
+    Step.FINALIZE: step_finalize,
+    Step.DOWNLOAD: step_download,
+    Step.CLEANUP: step_cleanup,
+}
+
+
+# --- the runner --------------------------------------------------------------------------
+
+def _event(req: CertificateRequest, message: str) -> None:
+    RequestEvent.objects.create(request=req, status=req.status, step=req.step, message=message)
+
+
+def _claim(request_id: int) -> bool:
+    """Take the request's lease; False when another worker holds it or it is not due.
+
+    A conditional UPDATE: whoever changes the row owns the request (a redelivered message
+    and the sweeper can never run the same request twice at once).
+    """
+    now = timezone.now()
+    claimed = (
+        CertificateRequest.objects.filter(pk=request_id,
+                                          next_attempt_at__lte=now + timedelta(seconds=1))
+        .exclude(step=Step.DONE)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .update(lease_until=now + timedelta(seconds=settings.SIGNING_LEASE_SECONDS))
+    )
+    return claimed == 1
+
+
+def request_advance(request_id: int) -> float | None:
+    """Run the request's due steps. Returns seconds until it should run again, or None."""
+    if not _claim(request_id):
+        return None
+    req = CertificateRequest.objects.select_related("product", "acme_account").get(pk=request_id)
+    try:
+        return _run(req)
+    finally:
+        CertificateRequest.objects.filter(pk=req.pk).update(lease_until=None)
+
+
+def _run(req: CertificateRequest) -> float | None:
+    if req.status == Status.PENDING:
+        req.status = Status.PROCESSING
+        req.save(update_fields=["status"])
+        _event(req, "picked up by a worker")
+    for _ in range(MAX_STEPS_PER_RUN):
+        if req.step == Step.DONE:
+            return None
+        if req.status not in CertificateRequest.FINISHED and timezone.now() > req.deadline_at:
+            _fail(req, _problem("deadline-exceeded",
+                                f"Not issued within {settings.SIGNING_DEADLINE_SECONDS} s "
+                                f"(stopped at step {req.step})."))
+            continue
+        try:
+            outcome = STEPS[req.step](req)
+        except Failed as failure:
+            _fail(req, failure.problem)
+            continue
+        except (acme_ca.CaError, PowerDnsError) as exc:
+            return _after_error(req, exc)
+        if isinstance(outcome, Wait):
+            if outcome.step is None:
+                req.polls += 1
+                return _schedule(req, outcome.seconds, ["polls"])
+            _enter(req, outcome.step)
+            return _schedule(req, outcome.seconds, [])
+        _enter(req, outcome)
+    return _schedule(req, 0, [])
+
+
+def _enter(req: CertificateRequest, step: CertificateRequest.Step) -> None:
+    req.step, req.polls, req.attempts = step, 0, 0
+    req.save(update_fields=["step", "polls", "attempts"])
+    _event(req, f"step {step.label.lower()}")
+
+
+def _schedule(req: CertificateRequest, seconds: float, fields: list[str]) -> float:
+    req.next_attempt_at = timezone.now() + timedelta(seconds=seconds)
+    req.save(update_fields=["next_attempt_at", *fields])
+    return seconds
+
+
+def _after_error(req: CertificateRequest, exc: acme_ca.CaError | PowerDnsError) -> float | None:
+    if isinstance(exc, acme_ca.CaError):
+        problem, transient, retry_after = exc.problem, exc.transient, exc.retry_after
+    else:
+        problem = _problem("dns-error", str(exc))
+        transient, retry_after = exc.transient, None
+    if not transient and req.step != Step.CLEANUP:
+        _fail(req, problem)
+        return _run(req)  # still has its cleanup to do
+    req.attempts += 1
+    backoff = min(300.0, 2.0 ** req.attempts) * random.uniform(0.8, 1.2)
+    wait = max(retry_after or 0.0, backoff)
+    _event(req, f"will retry in {wait:.0f} s: {problem.get('detail') or problem.get('type')}")
+    log.warning("request %s step %s: %s; retry in %.1fs", req.pk, req.step,
+                problem.get("detail") or problem.get("type"), wait)
+    return _schedule(req, wait, ["attempts"])
+
+
+def _fail(req: CertificateRequest, problem: dict) -> None:
+    req.status = Status.INVALID
+    req.error = problem
+    req.finished_at = timezone.now()
+    # An order is never needed again, but its TXT values must still go.
+    req.step = Step.CLEANUP
+    req.polls = req.attempts = 0
+    req.save(update_fields=["status", "error", "finished_at", "step", "polls", "attempts"])
+    _event(req, f"failed: {problem.get('detail') or problem.get('type')}")
+    log.info("request %s invalid: %s", req.pk, problem.get("detail") or problem.get("type"))

@@ -1,0 +1,81 @@
+"""Submitting CSRs and reading requests. The API calls these; they hand work to the tasks."""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from csrproxy.problems import Problem
+from tenants.models import ApiToken, Product
+
+from .csr import csr_parse
+from .models import CertificateRequest, RequestEvent
+from .tasks import advance_request
+
+log = logging.getLogger(__name__)
+
+
+def request_submit(
+    *,
+    product: Product,
+    csr_data: bytes | str,
+    token: ApiToken | None = None,
+    idempotency_key: str = "",
+    client_ip: str | None = None,
+) -> tuple[CertificateRequest, bool]:
+    """Check a CSR against the policy and queue it. Returns (request, created).
+
+    A retried submission with the same ``Idempotency-Key`` returns the first request.
+    Nothing refused here reaches the CA or DNS.
+    """
+    parsed = csr_parse(
+        csr_data, zone=product.zone, allow_wildcard=product.allow_wildcard,
+        max_names=product.max_names,
+    )
+    if idempotency_key:
+        existing = _idempotent_replay(product, idempotency_key, parsed.public_key_sha256)
+        if existing is not None:
+            return existing, False
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            req = CertificateRequest.objects.create(
+                tenant_id=product.tenant_id, product=product, token=token,
+                csr_pem=parsed.pem, names=parsed.names, key_type=parsed.key_type,
+                public_key_sha256=parsed.public_key_sha256, idempotency_key=idempotency_key,
+                client_ip=client_ip, created_at=now, next_attempt_at=now,
+                deadline_at=now + timedelta(seconds=settings.SIGNING_DEADLINE_SECONDS),
+            )
+            RequestEvent.objects.create(
+                request=req, status=req.status, step=req.step,
+                message=f"submitted for {', '.join(parsed.names)} ({parsed.key_type})",
+                actor=str(token) if token else "legacy client",
+            )
+            # Only after commit: the worker must find the row.
+            transaction.on_commit(partial(advance_request.send, req.pk))
+    except IntegrityError:
+        existing = _idempotent_replay(product, idempotency_key, parsed.public_key_sha256)
+        if existing is None:
+            raise
+        return existing, False
+    log.info("request %s submitted for %s (product %s)", req.pk, parsed.names, product)
+    return req, True
+
+
+def _idempotent_replay(product: Product, key: str, public_key_sha256: str):
+    existing = CertificateRequest.objects.filter(product=product, idempotency_key=key).first()
+    if existing is not None and existing.public_key_sha256 != public_key_sha256:
+        raise Problem("idempotency-key-reused", "Idempotency-Key reused",
+                      "This Idempotency-Key was used for another CSR.", status=422)
+    return existing
+
+
+def requests_visible_to(*, product: Product | None, tenant_id: int) -> QuerySet[CertificateRequest]:
+    """A product token sees its product's requests; a tenant token its tenant's."""
+    qs = CertificateRequest.objects.select_related("certificate")
+    return qs.filter(product=product) if product is not None else qs.filter(tenant_id=tenant_id)

@@ -1,0 +1,78 @@
+"""API tokens: stored only as digests, one identical 401 for every bad token."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from tenants.models import ApiToken
+from tenants.services import token_create, token_revoke
+
+pytestmark = pytest.mark.django_db
+
+
+def _database_text() -> str:
+    """Every row of every table of ours, as text."""
+    chunks = []
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names():
+            cursor.execute(f'SELECT * FROM "{table}"')
+            chunks.extend(repr(row) for row in cursor.fetchall())
+    return "\n".join(chunks)
+
+
+def _get(token: str | None):
+    client = APIClient()
+    if token is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client.get("/api/v1/certificates/")
+
+
+class TestTokenStorage:
+    def test_plaintext_appears_nowhere_in_the_database(self, acme_token):
+        secret_part = acme_token.rsplit("_", 1)[1]
+        text = _database_text()
+        assert ApiToken.objects.count() == 1
+        assert acme_token not in text
+        assert secret_part not in text
+
+    def test_it_authenticates_a_good_token_and_records_last_use(self, acme_token):
+        assert _get(acme_token).status_code == 200
+        assert ApiToken.objects.get().last_used_at is not None
+
+    def test_token_has_a_scannable_prefix(self, acme_token):
+        assert acme_token.startswith("csrp_")
+
+
+class TestBadTokens:
+    def test_unknown_wrong_revoked_and_expired_get_identical_401s(self, acme_product):
+        tenant = acme_product.tenant
+        _, revoked = token_create(tenant=tenant, product=acme_product)
+        token_revoke(token=ApiToken.objects.get(key_id=revoked.split("_")[1]))
+        expired_row, expired = token_create(tenant=tenant, product=acme_product,
+                                            expires_at=timezone.now() - timedelta(seconds=1))
+        _, good = token_create(tenant=tenant, product=acme_product)
+        key_id = good.split("_")[1]
+        wrong_secret = f"csrp_{key_id}_{'A' * 43}"
+        unknown = f"csrp_{'0' * 12}_{'B' * 43}"
+
+        responses = [_get(t) for t in (unknown, wrong_secret, revoked, expired)]
+        assert {r.status_code for r in responses} == {401}
+        bodies = {r.content for r in responses}
+        assert len(bodies) == 1, bodies
+        assert {r["Content-Type"] for r in responses} == {"application/problem+json"}
+        assert {r["WWW-Authenticate"] for r in responses} == {"Bearer"}
+        assert expired_row.pk  # the expired token exists: only its expiry refuses it
+
+    def test_missing_and_garbage_headers_get_the_same_401(self, acme_token):
+        reference = _get("csrp_000000000000_x").content
+        for header in (None, "", "not-a-token", "csrp_", "ä"):
+            client = APIClient()
+            if header is not None:
+                client.credentials(HTTP_AUTHORIZATION=f"Bearer {header}")
+            response = client.get("/api/v1/certificates/")
+            assert response.status_code == 401
+            assert response.content == reference

@@ -3,6 +3,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+stop_pidfile .stack/a2c/a2c/a2c.pid
+stop_pidfile .stack/a2c/a2c-nodns/a2c.pid
 stop_pidfile .stack/pebble/pebble.pid
 stop_pidfile .stack/pdns/pdns.pid
 if [ -s .stack/started-services ]; then

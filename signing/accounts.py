@@ -5,9 +5,10 @@ from django.conf import settings
 from django.db import transaction
 
 from csrproxy import secretbox
+from tenants.models import Product
 
 from . import acme_ca
-from .models import AcmeAccount
+from .models import AcmeAccount, ProductAcmeAccount
 
 
 def account_default() -> AcmeAccount:
@@ -31,6 +32,33 @@ def account_default() -> AcmeAccount:
             },
         )
     return account
+
+
+def account_for_product(product: Product) -> AcmeAccount:
+    """The account a new request of this product orders from."""
+    binding = ProductAcmeAccount.objects.select_related("account").filter(product=product).first()
+    return binding.account if binding else account_default()
+
+
+def account_create(*, name: str, directory_url: str, contact_email: str = "",
+                   tls_ca_file: str = "", eab_kid: str = "", eab_hmac_key: str = "",
+                   profile: str = "", is_default: bool = False) -> AcmeAccount:
+    account = AcmeAccount(name=name, directory_url=directory_url, contact_email=contact_email,
+                          tls_ca_file=tls_ca_file, eab_kid=eab_kid, profile=profile,
+                          is_default=is_default)
+    account_set_eab_hmac_key(account, eab_hmac_key)
+    account.full_clean()
+    account.save()
+    return account
+
+
+def product_bind_account(*, product: Product, account: AcmeAccount | None) -> None:
+    """Order this product's future certificates from ``account`` (None: the default)."""
+    if account is None:
+        ProductAcmeAccount.objects.filter(product=product).delete()
+    else:
+        ProductAcmeAccount.objects.update_or_create(product=product,
+                                                    defaults={"account": account})
 
 
 def account_set_eab_hmac_key(account: AcmeAccount, hmac_key: str) -> None:

@@ -7,7 +7,13 @@ from django.contrib import admin
 from tenants.admin_scoping import TenantScopedAdmin
 
 from .accounts import account_set_eab_hmac_key
-from .models import AcmeAccount, Certificate, CertificateRequest, RequestEvent
+from .models import (
+    AcmeAccount,
+    Certificate,
+    CertificateRequest,
+    ProductAcmeAccount,
+    RequestEvent,
+)
 
 
 class RequestEventInline(admin.TabularInline):
@@ -94,10 +100,18 @@ class AcmeAccountForm(forms.ModelForm):
         return super().save(commit)
 
 
+class ProductBindingInline(admin.TabularInline):
+    model = ProductAcmeAccount
+    extra = 0
+    autocomplete_fields = ["product"]
+    verbose_name_plural = "products ordering from this account (others use the default)"
+
+
 @admin.register(AcmeAccount)
 class AcmeAccountAdmin(admin.ModelAdmin):
     """Operator only (superusers): ACME accounts are shared by every tenant."""
 
     form = AcmeAccountForm
+    inlines = [ProductBindingInline]
     list_display = ["name", "directory_url", "is_default", "account_url", "created_at"]
     readonly_fields = ["account_url", "created_at"]

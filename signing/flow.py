@@ -22,7 +22,7 @@ from dns_provisioning import services as dns
 from dns_provisioning.powerdns import PowerDnsError
 
 from . import acme_ca
-from .accounts import account_access, account_default
+from .accounts import account_access, account_for_product
 from .certificates import ChainMismatch, chain_check
 from .models import Certificate, CertificateRequest, RequestEvent
 
@@ -65,7 +65,8 @@ def _problem(kind: str, detail: str) -> dict:
 
 def step_order(req: CertificateRequest) -> Step | Wait:
     if req.acme_account_id is None:
-        req.acme_account = account_default()
+        # Chosen once: if the product moves to another CA, this request still finishes here.
+        req.acme_account = account_for_product(req.product)
         req.save(update_fields=["acme_account"])
     order = acme_ca.order_create(account_access(req.acme_account), req.csr_pem.encode())
     if order.status == "invalid":

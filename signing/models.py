@@ -38,6 +38,22 @@ class AcmeAccount(models.Model):
         return self.name
 
 
+class ProductAcmeAccount(models.Model):
+    """Binds a product to an ACME account other than the default.
+
+    Moving a product changes only new requests: a request keeps the account it started with.
+    """
+
+    product = models.OneToOneField(Product, on_delete=models.CASCADE, related_name="acme_binding")
+    account = models.ForeignKey(AcmeAccount, on_delete=models.PROTECT, related_name="bindings")
+
+    class Meta:
+        verbose_name = "product bound to this account"
+
+    def __str__(self) -> str:
+        return f"{self.product} → {self.account}"
+
+
 class CertificateRequest(models.Model):
     """One submitted CSR and everything needed to resume its ACME flow from the database."""
 

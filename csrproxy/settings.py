@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served by us, not from a CDN
     "tenants",
     "dns_provisioning",
     "signing",
@@ -57,6 +58,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csrproxy.middleware.BodySizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -65,6 +67,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csrproxy.middleware.DatabaseUnavailableMiddleware",
+    "csrproxy.middleware.AdminLoginGuardMiddleware",
 ]
 
 ROOT_URLCONF = "csrproxy.urls"
@@ -94,7 +97,8 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+# Shared by every web process (throttles, admin login guard): the database by default.
+CACHES = {"default": env.cache("CACHE_URL", default="dbcache://csrproxy_cache")}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -114,8 +118,12 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = DEBUG
 
-# Bodies larger than this are refused before parsing (a CSR is a few KiB).
+# Bodies larger than this are refused before parsing (a CSR is a few KiB): 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=64 * 1024)
+# Admin login: after this many failures for one username or one client address within the
+# window, further attempts are refused until the window has passed.
+ADMIN_LOGIN_MAX_FAILURES = env.int("ADMIN_LOGIN_MAX_FAILURES", default=5)
+ADMIN_LOGIN_WINDOW_SECONDS = env.int("ADMIN_LOGIN_WINDOW_SECONDS", default=900)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.authentication.BearerTokenAuthentication"],
@@ -133,6 +141,11 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "CSR Proxy API",
     "DESCRIPTION": "Certificates for installations that keep their own private keys.",
     "VERSION": "1.0.0",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_INCLUDE_SCHEMA": False,
 }
 
 # --- Dramatiq: RabbitMQ in production and CI; the URL decides. ------------------------------

@@ -20,3 +20,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
 ]
+
+handler400 = "csrproxy.views.bad_request"
+handler404 = "csrproxy.views.not_found"
+handler500 = "csrproxy.views.server_error"

@@ -11,6 +11,7 @@ mkdir -p "$RUN"
 scripts/stack-up.sh
 scripts/write-env.sh
 $PY manage.py migrate --noinput -v 0
+$PY manage.py createcachetable
 $PY manage.py collectstatic --noinput -v 0
 
 # Operator (superuser) and a demo publisher with a product and a client token.

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 from django.conf import settings
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import BaseParser, JSONParser
@@ -45,23 +46,19 @@ class HasProductToken(BasePermission):
 
 
 class RequestOutput(serializers.ModelSerializer):
-    certificate = serializers.SerializerMethodField()
+    """A request. ``certificate``, ``not_before`` and ``not_after`` are set once it is valid,
+    ``error`` (a problem document) once it is invalid; otherwise they are null."""
+
+    certificate = serializers.SerializerMethodField(help_text="PEM chain, leaf first")
     not_before = serializers.SerializerMethodField()
     not_after = serializers.SerializerMethodField()
+    error = serializers.JSONField(allow_null=True, read_only=True)
+    names = serializers.ListField(child=serializers.CharField(), read_only=True)
 
     class Meta:
         model = CertificateRequest
         fields = ["id", "status", "names", "created_at", "certificate", "not_before", "not_after",
                   "error"]
-
-    def to_representation(self, instance):
-        data = super().to_representation(instance)
-        if instance.status != CertificateRequest.Status.VALID:
-            for key in ("certificate", "not_before", "not_after"):
-                data.pop(key)
-        if instance.status != CertificateRequest.Status.INVALID:
-            data.pop("error")
-        return data
 
     def _cert(self, obj):
         return getattr(obj, "certificate", None) if obj.status == "valid" else None
@@ -70,13 +67,34 @@ class RequestOutput(serializers.ModelSerializer):
         cert = self._cert(obj)
         return cert.chain_pem if cert else None
 
-    def get_not_before(self, obj) -> str | None:
+    def get_not_before(self, obj) -> datetime | None:
         cert = self._cert(obj)
-        return cert.not_before.isoformat() if cert else None
+        return cert.not_before if cert else None
 
-    def get_not_after(self, obj) -> str | None:
+    def get_not_after(self, obj) -> datetime | None:
         cert = self._cert(obj)
-        return cert.not_after.isoformat() if cert else None
+        return cert.not_after if cert else None
+
+
+class ProblemOutput(serializers.Serializer):
+    """RFC 9457 problem document: every error of the API has this shape."""
+
+    type = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    subproblems = serializers.ListField(child=serializers.DictField(), required=False)
+
+
+def _problems(*codes: int) -> dict:
+    return {(code, PROBLEM_CONTENT_TYPE): ProblemOutput for code in codes}
+
+
+class RequestPage(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = RequestOutput(many=True)
 
 
 class CsrInput(serializers.Serializer):
@@ -91,7 +109,8 @@ class CertificateListCreateApi(APIView):
     permission_classes = [HasProductToken]
     parser_classes = [JSONParser, PemCsrParser]
 
-    @extend_schema(responses=RequestOutput(many=True))
+    @extend_schema(operation_id="certificates_list",
+                   responses={200: RequestPage, **_problems(401, 403)})
     def get(self, request):
         principal = request.user
         qs = requests_visible_to(product=principal.product, tenant_id=principal.tenant.pk)
@@ -100,9 +119,11 @@ class CertificateListCreateApi(APIView):
         return paginator.get_paginated_response(RequestOutput(page, many=True).data)
 
     @extend_schema(
+        operation_id="certificates_create",
         request={"application/json": CsrInput, "application/pkcs10": str},
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
-        responses={202: RequestOutput},
+        responses={202: RequestOutput, 200: RequestOutput,
+                   **_problems(400, 401, 403, 413, 415, 422)},
     )
     def post(self, request):
         body = CsrInput(data=request.data)
@@ -128,13 +149,15 @@ class CertificateDetailApi(APIView):
             requests_visible_to(product=principal.product, tenant_id=principal.tenant.pk), pk=pk
         )
 
-    @extend_schema(responses=RequestOutput)
+    @extend_schema(operation_id="certificates_retrieve",
+                   responses={200: RequestOutput, **_problems(401, 404)})
     def get(self, request, pk: int):
         return Response(RequestOutput(self._get(request, pk)).data)
 
 
 class CertificateChainApi(CertificateDetailApi):
-    @extend_schema(responses={(200, PEM_CHAIN_TYPE): str})
+    @extend_schema(operation_id="certificates_chain",
+                   responses={(200, PEM_CHAIN_TYPE): str, **_problems(401, 404, 409)})
     def get(self, request, pk: int):
         req = self._get(request, pk)
         if req.status != CertificateRequest.Status.VALID:
@@ -162,9 +185,10 @@ class LegacySignApi(APIView):
     parser_classes = []
 
     @extend_schema(
+        operation_id="legacy_sign",
         request={"application/x-pem-file": str},
         responses={(200, PEM_CHAIN_TYPE): str,
-                   400: inline_serializer("Problem", {"type": serializers.CharField()})},
+                   **_problems(400, 401, 403, 413, 422, 429, 504)},
     )
     def post(self, request):
         if request.auth is not None:

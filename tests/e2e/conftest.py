@@ -37,8 +37,14 @@ def _subprocess_env() -> dict[str, str]:
             "DRAMATIQ_QUEUE": settings.DRAMATIQ_QUEUE}
 
 
+@dataclass(frozen=True)
+class Worker:
+    process: subprocess.Popen
+    log_path: Path
+
+
 @pytest.fixture(scope="session")
-def worker(django_db_setup, tmp_path_factory):
+def worker(django_db_setup, tmp_path_factory) -> Worker:
     """A real worker process (``manage.py run_worker``) on the test database."""
     broker = get_broker()
     broker.declare_queue(settings.DRAMATIQ_QUEUE)
@@ -55,7 +61,7 @@ def worker(django_db_setup, tmp_path_factory):
         if process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError("worker did not start:\n" + log_path.read_text())
         time.sleep(0.2)
-    yield process
+    yield Worker(process, log_path)
     os.killpg(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=30)

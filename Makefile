@@ -1,5 +1,5 @@
 # CSR Proxy. `make demo` runs it, `make test` tests it, `make stop` stops what they started.
-.PHONY: demo test stop stack lint bench clean
+.PHONY: demo test test-faults stop stack lint bench clean
 
 VENV := .venv/.installed
 
@@ -16,7 +16,12 @@ demo: $(VENV)
 test: stack
 	.venv/bin/ruff check .
 	.venv/bin/python manage.py collectstatic --noinput -v 0
-	.venv/bin/pytest
+	.venv/bin/pytest --ignore=tests/faults
+	$(MAKE) test-faults
+
+# The fault suite restarts RabbitMQ and kills workers: it runs on its own, on its own queue.
+test-faults: stack
+	DRAMATIQ_QUEUE=csrproxy-faults .venv/bin/pytest tests/faults
 
 stop:
 	scripts/demo-down.sh

@@ -188,6 +188,10 @@ ACME_TLS_CA = env.str("ACME_TLS_CA", default="")
 SIGNING_DEADLINE_SECONDS = env.int("SIGNING_DEADLINE_SECONDS", default=3600)
 # How long a worker owns a request while running its steps; a crashed worker's lease expires.
 SIGNING_LEASE_SECONDS = env.int("SIGNING_LEASE_SECONDS", default=60)
+# The sweeper re-sends a request this long past its due time (its message was lost).
+SWEEPER_GRACE_SECONDS = env.int("SWEEPER_GRACE_SECONDS", default=10)
+# Fault-injection tests only: a worker kills itself (SIGKILL) on entering this step.
+FAILPOINT_KILL_ENTERING_STEP = env.str("CSRPROXY_FAILPOINT_KILL_ENTERING_STEP", default="")
 # How long POST /v1/sign waits for the chain before answering 504 with the request's id.
 LEGACY_SIGN_WAIT_SECONDS = env.int("LEGACY_SIGN_WAIT_SECONDS", default=120)
 

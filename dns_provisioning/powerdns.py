@@ -132,8 +132,11 @@ def query(server: str, name: str, rtype: str, timeout: float = 2.0) -> list[str]
             answer = dns.query.tcp(message, host.strip("[]"), port=int(port), timeout=timeout)
     except (dns.exception.DNSException, OSError) as exc:
         raise PowerDnsError(f"DNS query to {server} failed: {type(exc).__name__}") from None
+    wanted = dns.rdatatype.from_text(rtype)
     out: list[str] = []
     for answer_rrset in answer.answer:
+        if answer_rrset.rdtype != wanted:  # e.g. the CNAME that led to the answer
+            continue
         for rdata in answer_rrset:
             if rtype == "TXT":
                 out.append(b"".join(rdata.strings).decode())

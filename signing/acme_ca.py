@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 USER_AGENT = "csrproxy"
-BAD_NONCE_RETRIES = 5  # the library retries only once; a badNonce had no effect, so retry more
+BAD_NONCE_RETRIES = 8  # the library retries only once; a badNonce had no effect, so retry more
 DIRECTORY_TTL = 3600.0
 TIMEOUT = 30
 

@@ -15,7 +15,7 @@ from tenants.models import ApiToken, Product
 
 from .csr import csr_parse
 from .models import CertificateRequest, RequestEvent
-from .tasks import advance_request
+from .tasks import request_enqueue
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def request_submit(
                 actor=str(token) if token else "legacy client",
             )
             # Only after commit: the worker must find the row.
-            transaction.on_commit(partial(advance_request.send, req.pk))
+            transaction.on_commit(partial(request_enqueue, req.pk))
     except IntegrityError:
         existing = _idempotent_replay(product, idempotency_key, parsed.public_key_sha256)
         if existing is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
@@ -19,8 +20,6 @@ from .models import CertificateRequest
 from .tasks import advance_request
 
 log = logging.getLogger(__name__)
-# A request this late is considered lost: its own delayed message would have come by now.
-GRACE = timedelta(seconds=10)
 BATCH = 1000
 
 
@@ -28,7 +27,8 @@ def sweep_once() -> dict[str, int]:
     now = timezone.now()
     overdue = list(
         CertificateRequest.objects.exclude(step=CertificateRequest.Step.DONE)
-        .filter(next_attempt_at__lt=now - GRACE)
+        # this late, its own (delayed) message would have come by now: it was lost
+        .filter(next_attempt_at__lt=now - timedelta(seconds=settings.SWEEPER_GRACE_SECONDS))
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:BATCH]

@@ -19,3 +19,16 @@ def advance_request(request_id: int) -> None:
     wait = flow.request_advance(request_id)
     if wait is not None:
         advance_request.send_with_options(args=(request_id,), delay=int(wait * 1000))
+
+
+def request_enqueue(request_id: int) -> None:
+    """Queue a request's first look without ever failing the caller.
+
+    Called after the request is committed: if the broker is down, the request is still
+    safe in the database and the sweeper sends it once it is overdue.
+    """
+    try:
+        advance_request.send(request_id)
+    except Exception as exc:  # any broker failure: the sweeper is the fallback
+        log.warning("request %s not queued (%s); the sweeper will send it",
+                    request_id, type(exc).__name__)

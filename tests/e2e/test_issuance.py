@@ -143,8 +143,7 @@ def test_a_failed_dns01_on_acme2certifier_ends_invalid_within_seconds(stack, acm
     name = f"fails.{acme_product.zone}"
     body = Client(stack, acme_token).issue(make_csr([name]), timeout=30)
     assert body["status"] == "invalid"
-    assert body["error"]["type"] in ("urn:csrproxy:problem:authorization-invalid",
-                                     "urn:csrproxy:problem:challenge-not-accepted")
+    assert body["error"]["type"] == "urn:csrproxy:problem:authorization-invalid"
     assert name in body["error"]["detail"]
     request = CertificateRequest.objects.get(pk=body["id"])
     assert (request.finished_at - request.created_at).total_seconds() < 15

@@ -129,7 +129,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.authentication.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["csrproxy.parsers.SafeJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "csrproxy.problems.problem_exception_handler",
@@ -188,6 +188,11 @@ ACME_TLS_CA = env.str("ACME_TLS_CA", default="")
 SIGNING_DEADLINE_SECONDS = env.int("SIGNING_DEADLINE_SECONDS", default=3600)
 # How long a worker owns a request while running its steps; a crashed worker's lease expires.
 SIGNING_LEASE_SECONDS = env.int("SIGNING_LEASE_SECONDS", default=60)
+# A resubmitted CSR (same key, same names) gets the issued certificate back, without a new
+# order, while it has at least this many days left.
+CERTIFICATE_REUSE_MIN_DAYS = env.int("CERTIFICATE_REUSE_MIN_DAYS", default=30)
+# Window of the per-tenant cap (Tenant.max_certificates_per_window).
+TENANT_QUOTA_WINDOW_DAYS = env.int("TENANT_QUOTA_WINDOW_DAYS", default=7)
 # The sweeper re-sends a request this long past its due time (its message was lost).
 SWEEPER_GRACE_SECONDS = env.int("SWEEPER_GRACE_SECONDS", default=10)
 # Fault-injection tests only: a worker kills itself (SIGKILL) on entering this step.

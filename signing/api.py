@@ -11,12 +11,13 @@ from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import BaseParser, JSONParser
+from rest_framework.parsers import BaseParser
 from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
+from csrproxy.parsers import SafeJSONParser
 from csrproxy.problems import PROBLEM_CONTENT_TYPE, Problem
 from tenants.models import Product
 
@@ -107,7 +108,7 @@ def _client_ip(request) -> str | None:
 
 class CertificateListCreateApi(APIView):
     permission_classes = [HasProductToken]
-    parser_classes = [JSONParser, PemCsrParser]
+    parser_classes = [SafeJSONParser, PemCsrParser]
 
     @extend_schema(operation_id="certificates_list",
                    responses={200: RequestPage, **_problems(401, 403)})

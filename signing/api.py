@@ -55,11 +55,17 @@ class RequestOutput(serializers.ModelSerializer):
     not_after = serializers.SerializerMethodField()
     error = serializers.JSONField(allow_null=True, read_only=True)
     names = serializers.ListField(child=serializers.CharField(), read_only=True)
+    expected_at = serializers.SerializerMethodField(
+        help_text="While pending: when the request is expected to go on (e.g. held by the "
+        "CA budget).")
 
     class Meta:
         model = CertificateRequest
-        fields = ["id", "status", "names", "created_at", "certificate", "not_before", "not_after",
-                  "error"]
+        fields = ["id", "status", "names", "created_at", "expected_at", "certificate",
+                  "not_before", "not_after", "error"]
+
+    def get_expected_at(self, obj) -> datetime | None:
+        return obj.next_attempt_at if obj.status == CertificateRequest.Status.PENDING else None
 
     def _cert(self, obj):
         return getattr(obj, "certificate", None) if obj.status == "valid" else None

@@ -25,6 +25,7 @@ from dns_provisioning.powerdns import PowerDnsError
 
 from . import acme_ca
 from .accounts import account_access, account_for_product
+from .budget import OverBudget, budget_admit
 from .certificates import ChainMismatch, chain_check
 from .models import Certificate, CertificateRequest, RequestEvent
 
@@ -70,6 +71,10 @@ def step_order(req: CertificateRequest) -> Step | Wait:
         # Chosen once: if the product moves to another CA, this request still finishes here.
         req.acme_account = account_for_product(req.product)
         req.save(update_fields=["acme_account"])
+    if req.order_started_at is None:
+        over = budget_admit(req)
+        if over is not None:
+            return _over_budget(req, over)
     order = acme_ca.order_create(account_access(req.acme_account), req.csr_pem.encode())
     if order.status == "invalid":
         raise Failed(order.error or _problem("order-invalid", "The CA refused the order."))
@@ -85,6 +90,22 @@ def step_order(req: CertificateRequest) -> Step | Wait:
                               f"The CA offers no dns-01 challenge for {missing[0].identifier}."))
     req.save(update_fields=["order_url", "finalize_url", "authorizations"])
     return Step.PUBLISH if _pending_authzs(req) else Step.FINALIZE
+
+
+def _over_budget(req: CertificateRequest, over: OverBudget) -> Wait:
+    """Hold the request (``pending``, with its expected time) or refuse it, per the budget."""
+    if over.refuse:
+        raise Failed(_problem("ca-budget-exceeded",
+                              f"The CA's limit of {over.rule} is reached until "
+                              f"{over.until:%Y-%m-%d %H:%M:%S} UTC; not sent to the CA."))
+    seconds = max(1.0, (over.until - timezone.now()).total_seconds())
+    req.status = Status.PENDING
+    # The wait is the operator's choice, not a failure: the deadline moves with it.
+    req.deadline_at = max(req.deadline_at,
+                          over.until + timedelta(seconds=settings.SIGNING_DEADLINE_SECONDS))
+    req.save(update_fields=["status", "deadline_at"])
+    _event(req, f"waiting for the CA budget ({over.rule}) until {over.until:%Y-%m-%d %H:%M:%S}")
+    return Wait(seconds)
 
 
 def _pending_authzs(req: CertificateRequest) -> list[dict]:

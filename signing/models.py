@@ -38,6 +38,41 @@ class AcmeAccount(models.Model):
         return self.name
 
 
+class CaBudget(models.Model):
+    """The operator's guard on a CA's rate limits, for one account and registered domain.
+
+    Modelled on Let's Encrypt's limits: a request that would exceed one waits (or is
+    refused) here instead of being sent to fail at the CA. Empty: no guard for that limit.
+    """
+
+    class WhenExceeded(models.TextChoices):
+        WAIT = "wait", "wait until the window allows it"
+        REFUSE = "refuse", "refuse the request"
+
+    account = models.ForeignKey(AcmeAccount, on_delete=models.CASCADE, related_name="budgets")
+    registered_domain = models.CharField(
+        max_length=253, help_text="e.g. example.com: every name at or below it counts.")
+    certificates_per_domain_per_week = models.PositiveIntegerField(null=True, blank=True,
+                                                                   default=50)
+    certificates_per_name_set_per_week = models.PositiveIntegerField(null=True, blank=True,
+                                                                     default=5)
+    orders_per_three_hours = models.PositiveIntegerField(null=True, blank=True, default=300)
+    when_exceeded = models.CharField(max_length=6, choices=WhenExceeded.choices,
+                                     default=WhenExceeded.WAIT)
+
+    class Meta:
+        verbose_name = "CA budget"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "registered_domain"], name="ca_budget_unique_domain",
+                violation_error_message="This account already has a budget for this domain.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account} / {self.registered_domain}"
+
+
 class ProductAcmeAccount(models.Model):
     """Binds a product to an ACME account other than the default.
 
@@ -99,6 +134,8 @@ class CertificateRequest(models.Model):
     order_url = models.URLField(max_length=500, blank=True)
     finalize_url = models.URLField(max_length=500, blank=True)
     certificate_url = models.URLField(max_length=500, blank=True)
+    # When the CA budget admitted this request's order (what the budget's windows count).
+    order_started_at = models.DateTimeField(null=True, blank=True)
     authorizations = models.JSONField(default=list, blank=True)
 
     # Scheduling: waits live here, not in the broker.
@@ -119,6 +156,16 @@ class CertificateRequest(models.Model):
             models.Index(fields=["tenant", "-created_at"], name="request_by_tenant"),
             models.Index(fields=["next_attempt_at"], name="request_due",
                          condition=~models.Q(step="done")),
+            models.Index(fields=["acme_account", "order_started_at"], name="request_ca_budget",
+                         condition=models.Q(order_started_at__isnull=False)),
+            # Usage reports (signing.reports): issued and failed per product and day, read
+            # from the index alone.
+            models.Index(fields=["tenant", "status", "finished_at"], include=["product"],
+                         name="request_outcomes"),
+            # Quota use (what holds a slot: not invalid) per rolling window, with the names
+            # for the distinct-hostnames quota, read from the index alone.
+            models.Index(fields=["tenant", "created_at"], include=["product", "names"],
+                         condition=~models.Q(status="invalid"), name="request_quota_window"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -168,6 +215,8 @@ class RequestEvent(models.Model):
 
     class Meta:
         ordering = ["at", "id"]
+        # The admin's event list, newest first, and its date drill-down.
+        indexes = [models.Index(fields=["at"], name="event_at")]
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.status}/{self.step}: {self.message}"

@@ -13,8 +13,9 @@ from django.utils import timezone
 from csrproxy.problems import Problem
 from tenants.models import ApiToken, Product
 
-from .csr import csr_parse
+from .csr import ParsedCsr, csr_parse
 from .models import CertificateRequest, RequestEvent
+from .quotas import quota_check
 from .tasks import request_enqueue
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,13 @@ def request_submit(
         existing = _idempotent_replay(product, idempotency_key, parsed.public_key_sha256)
         if existing is not None:
             return existing, False
+    reusable = _reusable_request(product, parsed)
+    if reusable is not None:
+        return reusable, False
     now = timezone.now()
     try:
         with transaction.atomic():
+            quota_check(product=product, names=parsed.names)
             req = CertificateRequest.objects.create(
                 tenant_id=product.tenant_id, product=product, token=token,
                 csr_pem=parsed.pem, names=parsed.names, key_type=parsed.key_type,
@@ -65,6 +70,20 @@ def request_submit(
         return existing, False
     log.info("request %s submitted for %s (product %s)", req.pk, parsed.names, product)
     return req, True
+
+
+def _reusable_request(product: Product, parsed: ParsedCsr) -> CertificateRequest | None:
+    """An issued request for the same key and names with enough lifetime left.
+
+    Handing it back costs no order, no quota and none of the CA's rate limits.
+    """
+    min_expiry = timezone.now() + timedelta(days=settings.CERTIFICATE_REUSE_MIN_DAYS)
+    candidates = CertificateRequest.objects.filter(
+        product=product, public_key_sha256=parsed.public_key_sha256,
+        status=CertificateRequest.Status.VALID, certificate__not_after__gt=min_expiry,
+    ).select_related("certificate").order_by("-created_at")[:10]
+    wanted = set(parsed.names)
+    return next((req for req in candidates if set(req.names) == wanted), None)
 
 
 def _idempotent_replay(product: Product, key: str, public_key_sha256: str):

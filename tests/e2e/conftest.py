@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,17 +58,18 @@ def worker(django_db_setup, tmp_path_factory) -> Worker:
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     deadline = time.monotonic() + 60
-    while b"ready for action" not in log_path.read_bytes():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("worker did not start:\n" + log_path.read_text())
-        time.sleep(0.2)
-    yield Worker(process, log_path)
-    os.killpg(process.pid, signal.SIGTERM)
     try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-    sys.stderr.write(f"worker log: {log_path}\n")
+        while b"ready for action" not in log_path.read_bytes():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("worker did not start:\n" + log_path.read_text())
+            time.sleep(0.2)
+        yield Worker(process, log_path)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -158,29 +160,48 @@ def _tls_material(directory: Path) -> tuple[Path, Path, Path]:
     return paths
 
 
-@pytest.fixture(scope="session")
-def tls_front(django_db_setup, tmp_path_factory):
-    """gunicorn serving the service over HTTPS on loopback; yields (host, port, CA file)."""
-    directory = tmp_path_factory.mktemp("tls")
-    ca_file, cert_file, key_file = _tls_material(directory)
+@contextmanager
+def _gunicorn(directory: Path, *tls_args: str, workers: int = 1, threads: int = 4,
+              verify: str | bool = False):
+    """gunicorn serving the service on a free loopback port, on the test database."""
     port = _free_port()
-    env = _subprocess_env()
+    scheme = "https" if tls_args else "http"
     log_path = directory / "gunicorn.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [str(Path(sys.executable).parent / "gunicorn"), "csrproxy.wsgi",
-             "--bind", f"127.0.0.1:{port}", "--certfile", str(cert_file),
-             "--keyfile", str(key_file), "--workers", "1", "--threads", "4"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            requests.get(f"https://127.0.0.1:{port}/healthz", verify=str(ca_file), timeout=2)
-            break
-        except requests.ConnectionError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("TLS front did not start:\n" + log_path.read_text()) from None
-            time.sleep(0.2)
-    yield "127.0.0.1", port, str(ca_file)
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
+             "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
+             *tls_args],
+            cwd=ROOT, env=_subprocess_env(), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            try:
+                requests.get(f"{scheme}://127.0.0.1:{port}/healthz", verify=verify, timeout=5)
+                break
+            except (requests.ConnectionError, requests.Timeout):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("gunicorn did not start:\n" + log_path.read_text()) from None
+                time.sleep(0.2)
+        yield port
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def tls_front(django_db_setup, tmp_path_factory):
+    """gunicorn over HTTPS with a throwaway CA; yields (host, port, CA file)."""
+    directory = tmp_path_factory.mktemp("tls")
+    ca_file, cert_file, key_file = _tls_material(directory)
+    with _gunicorn(directory, "--certfile", str(cert_file), "--keyfile", str(key_file),
+                   verify=str(ca_file)) as port:
+        yield "127.0.0.1", port, str(ca_file)
+
+
+@pytest.fixture(scope="session")
+def gunicorn_url(django_db_setup, tmp_path_factory) -> str:
+    """The service as deployed: gunicorn, 2 processes of 8 threads."""
+    with _gunicorn(tmp_path_factory.mktemp("gunicorn"), workers=2, threads=8) as port:
+        yield f"http://127.0.0.1:{port}"

@@ -7,13 +7,14 @@ import subprocess
 import time
 
 import pytest
+import requests
 from django.conf import settings
 
 from dns_provisioning import powerdns
 from signing.models import CertificateRequest, RequestEvent
 
 from . import stack
-from .conftest import assert_nothing_lost
+from .conftest import SUMMARY, assert_nothing_lost
 
 pytestmark = pytest.mark.faults
 
@@ -129,3 +130,38 @@ def test_two_hundred_requests_queued_while_no_worker_runs(scenario, processes):
     processes("worker")
     processes("sweeper")
     assert_nothing_lost(run.settle(submitted, timeout=300), expect_valid=200)
+
+
+def test_api_answers_503_while_the_database_is_unreachable(base_env, tmp_path):
+    # The web service pointed at a port where no PostgreSQL listens: every answer must be a
+    # clean 503 problem document (clients retry), never a 500.
+    port = 18431
+    env = base_env | {"DATABASE_URL": "postgres://csrproxy:csrproxy@127.0.0.1:5439/csrproxy"}
+    web = stack.Process([str(stack.ROOT / ".venv" / "bin" / "gunicorn"), "csrproxy.wsgi",
+                         "--bind", f"127.0.0.1:{port}", "--workers", "1"], env,
+                        tmp_path / "gunicorn.log").start()
+    try:
+        stack.wait_until(lambda: _answers(port), 60, "gunicorn")
+        answers = {
+            "health": requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10),
+            "list": requests.get(f"http://127.0.0.1:{port}/api/v1/certificates/", timeout=10,
+                                 headers={"Authorization": "Bearer csrp_0123456789ab_x"}),
+            "submit": requests.post(f"http://127.0.0.1:{port}/api/v1/certificates/", timeout=10,
+                                    json={"csr": "x"},
+                                    headers={"Authorization": "Bearer csrp_0123456789ab_x"}),
+        }
+    finally:
+        web.stop()
+    assert {name: r.status_code for name, r in answers.items()} == {
+        "health": 503, "list": 503, "submit": 503}
+    assert answers["submit"].headers["Content-Type"] == "application/problem+json"
+    assert answers["submit"].headers["Retry-After"]
+    SUMMARY.append("database unreachable: 3 API calls, 3 answered 503, 0 answered 500")
+
+
+def _answers(port: int) -> bool:
+    try:
+        requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        return True
+    except requests.RequestException:
+        return False

@@ -16,6 +16,7 @@ demo: $(VENV)
 test: stack
 	.venv/bin/ruff check .
 	.venv/bin/python manage.py collectstatic --noinput -v 0
+	scripts/browser-setup.sh
 	.venv/bin/pytest --ignore=tests/faults
 	$(MAKE) test-faults
 

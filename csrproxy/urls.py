@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from signing import api
+from signing import api, api_usage
 
 from .views import healthz
 
@@ -12,6 +12,7 @@ urlpatterns = [
          name="certificate-detail"),
     path("api/v1/certificates/<int:pk>/chain", api.CertificateChainApi.as_view(),
          name="certificate-chain"),
+    path("api/v1/usage/", api_usage.UsageApi.as_view(), name="usage"),
     path("v1/sign", api.LegacySignApi.as_view(), name="legacy-sign"),
     path("api/schema/", SpectacularAPIView.as_view(authentication_classes=[],
                                                   permission_classes=[]), name="schema"),

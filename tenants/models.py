@@ -135,3 +135,60 @@ class ApiToken(models.Model):
     def is_usable(self, now=None) -> bool:
         now = now or timezone.now()
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class AuditEvent(models.Model):
+    """Who changed what in a tenant's configuration, and when: tokens, products, quotas.
+
+    Requests have a trail of their own (``signing.RequestEvent``). Rows are only ever added.
+    The object is kept as an id and a text so the event outlives a deleted product or token;
+    a token appears only by its public key id, never with its plaintext.
+    """
+
+    class Action(models.TextChoices):
+        TENANT_CREATED = "tenant-created", "tenant created"
+        TENANT_CHANGED = "tenant-changed", "tenant changed"
+        PRODUCT_CREATED = "product-created", "product created"
+        PRODUCT_CHANGED = "product-changed", "product changed"
+        PRODUCT_DELETED = "product-deleted", "product deleted"
+        QUOTA_CHANGED = "quota-changed", "quota changed"
+        TOKEN_CREATED = "token-created", "token created"
+        TOKEN_CHANGED = "token-changed", "token changed"
+        TOKEN_REVOKED = "token-revoked", "token revoked"
+        TOKEN_DELETED = "token-deleted", "token deleted"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="audit_events")
+    at = models.DateTimeField(default=timezone.now)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+", help_text="The admin user who made the change, if one did.",
+    )
+    actor = models.CharField(
+        max_length=150, help_text='Who made the change: a username, or e.g. "operator command".'
+    )
+    action = models.CharField(max_length=20, choices=Action.choices)
+    object_type = models.CharField(max_length=20)
+    object_id = models.BigIntegerField(null=True, blank=True)
+    object_repr = models.CharField("object", max_length=200)
+    changes = models.JSONField(
+        default=dict, blank=True, help_text="Changed fields: {field: [old, new]}."
+    )
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["tenant", "-at"], name="audit_by_tenant")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.action} {self.object_repr} by {self.actor}"
+
+
+class UsageReport(Tenant):
+    """A tenant seen as its usage report: gives the admin index a "Usage reports" entry.
+
+    No table of its own; the figures are computed by ``signing.reports`` (the admin page is
+    registered in ``signing.admin``, since tenants imports nothing of the other apps).
+    """
+
+    class Meta:
+        proxy = True
+        verbose_name = "usage report"

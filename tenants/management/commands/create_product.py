@@ -5,7 +5,7 @@ from django.db import transaction
 from dns_provisioning.powerdns import PowerDnsError
 from dns_provisioning.services import product_dns_sync
 from tenants.models import Tenant
-from tenants.services import product_create
+from tenants.services import command_actor, product_create
 
 
 class Command(BaseCommand):
@@ -28,7 +28,8 @@ class Command(BaseCommand):
             with transaction.atomic():  # no product without its DNS
                 product = product_create(tenant=tenant, slug=product_slug, zone=zone,
                                          allow_wildcard=allow_wildcard,
-                                         legacy_subject=legacy_subject)
+                                         legacy_subject=legacy_subject,
+                                         actor=command_actor())
                 product_dns_sync(product)
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None

@@ -1,7 +1,7 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from tenants.services import tenant_create
+from tenants.services import command_actor, tenant_create
 
 
 class Command(BaseCommand):
@@ -13,7 +13,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, slug, name, **options):
         try:
-            tenant = tenant_create(slug=slug, name=name)
+            tenant = tenant_create(slug=slug, name=name, actor=command_actor())
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
         self.stdout.write(tenant.slug)

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from tenants.models import Product
-from tenants.services import token_create
+from tenants.services import command_actor, token_create
 
 
 class Command(BaseCommand):
@@ -16,5 +16,6 @@ class Command(BaseCommand):
         product = Product.objects.filter(tenant__slug=tenant_slug, slug=product_slug).first()
         if product is None:
             raise CommandError(f"No product {tenant_slug}/{product_slug}.")
-        _, plaintext = token_create(tenant=product.tenant, product=product, name=name)
+        _, plaintext = token_create(tenant=product.tenant, product=product, name=name,
+                                    actor=command_actor())
         self.stdout.write(plaintext)

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pika.exceptions
 import pytest
 import requests
 from django.conf import settings
@@ -98,7 +99,11 @@ def processes(base_env, tmp_path):
 def empty_queue(transactional_db):
     broker = get_broker()
     broker.declare_queue(settings.DRAMATIQ_QUEUE)
-    broker.flush_all()
+    try:
+        broker.flush_all()
+    except pika.exceptions.AMQPError:  # RabbitMQ was restarted: reconnect (enqueue does too)
+        del broker.connection
+        broker.flush_all()
 
 
 @dataclass

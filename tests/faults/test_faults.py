@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import subprocess
 import time
+from datetime import timedelta
 
 import pytest
 import requests
 from django.conf import settings
+from django.utils import timezone
 
 from dns_provisioning import powerdns
 from signing.models import CertificateRequest, RequestEvent
@@ -165,3 +167,24 @@ def _answers(port: int) -> bool:
         return True
     except requests.RequestException:
         return False
+
+
+def test_a_request_past_its_deadline_ends_invalid_with_that_reason(scenario, processes,
+                                                                    fault_pdns):
+    # PowerDNS stays down past the request's deadline: the request must end, not wait forever.
+    run = scenario("deadline passed while PowerDNS is down")
+    processes("worker")
+    processes("sweeper")
+    fault_pdns.stop()
+    try:
+        submitted = run.submit(1)
+        CertificateRequest.objects.filter(pk=submitted[0][0]).update(
+            deadline_at=timezone.now() + timedelta(seconds=3))
+        stack.wait_until(lambda: CertificateRequest.objects.filter(
+            pk=submitted[0][0], status="invalid").exists(), 60, "the deadline to end it")
+    finally:
+        fault_pdns.start()
+        stack.wait_until(lambda: stack.powerdns_up(settings.PDNS_API_KEY), 20, "PowerDNS")
+    assert_nothing_lost(run.settle(submitted, timeout=60), expect_valid=0)
+    error = CertificateRequest.objects.get(pk=submitted[0][0]).error
+    assert error["type"] == "urn:csrproxy:problem:deadline-exceeded"

@@ -32,7 +32,7 @@ lint: $(VENV)
 	.venv/bin/ruff check .
 
 bench: stack
-	.venv/bin/python bench/run.py
+	.venv/bin/python bench/run.py $(BENCH_ARGS)
 
 clean: stop
 	rm -rf .venv .stack .run staticfiles

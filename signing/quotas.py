@@ -22,7 +22,16 @@ from .models import CertificateRequest
 
 
 def quota_check(*, product: Product, names: list[str]) -> None:
-    """Lock the tenant and the product, then raise 429 if one more request is too many."""
+    """Lock the tenant and the product, then raise 429 if one more request is too many.
+
+    Only rows that carry a quota are locked: without quotas, submissions of one tenant must
+    not queue behind each other (the bench showed a tenant-row lock costing 72 ms under load).
+    """
+    tenant_capped = product.tenant.max_certificates_per_window is not None
+    product_capped = product.quota_certificates is not None or product.quota_hostnames is not None
+    if not (tenant_capped or product_capped):
+        return
+    # Locked and re-read, tenant first then product (one order everywhere: no deadlock).
     tenant = Tenant.objects.select_for_update().get(pk=product.tenant_id)
     product = Product.objects.select_for_update().get(pk=product.pk)
     now = timezone.now()

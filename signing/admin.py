@@ -15,7 +15,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from tenants.admin import ProductListFilter, TenantListFilter
-from tenants.admin_scoping import TenantScopedAdmin
+from tenants.admin_scoping import ReadOnlyAdmin, TenantScopedAdmin
 from tenants.models import UsageReport
 
 from .accounts import account_set_eab_hmac_key
@@ -68,7 +68,7 @@ class CertificateInline(admin.StackedInline):
 
 
 @admin.register(CertificateRequest)
-class CertificateRequestAdmin(TenantScopedAdmin):
+class CertificateRequestAdmin(ReadOnlyAdmin):
     """Read-only: requests change only through the flow; the admin shows their history."""
 
     staff_can_add = staff_can_delete = False
@@ -79,15 +79,6 @@ class CertificateRequestAdmin(TenantScopedAdmin):
     inlines = [CertificateInline, RequestEventInline]
     exclude = ["authorizations"]
     list_select_related = ["product__tenant"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Certificate)
@@ -149,7 +140,7 @@ class RequestProductFilter(ProductListFilter):
 
 
 @admin.register(RequestEvent)
-class RequestEventAdmin(TenantScopedAdmin):
+class RequestEventAdmin(ReadOnlyAdmin):
     """Every request's events in one list, newest first: "what failed this morning?"."""
 
     tenant_path = "request__tenant"
@@ -163,19 +154,12 @@ class RequestEventAdmin(TenantScopedAdmin):
     fields = ["at", "request", "status", "step", "message", "actor"]
     readonly_fields = fields
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 # --- usage reports --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+
+
 class ChartBar:
     day_count: DayCount
     x: float

@@ -11,7 +11,7 @@ from django.template.response import TemplateResponse
 from dns_provisioning.powerdns import PowerDnsError
 from dns_provisioning.services import product_dns_remove, product_dns_sync
 
-from .admin_scoping import TenantScopedAdmin, user_tenant_ids
+from .admin_scoping import ReadOnlyAdmin, TenantScopedAdmin, user_tenant_ids
 from .models import ApiToken, AuditEvent, Membership, Product, Tenant
 from .services import (
     TENANT_AUDITED_FIELDS,
@@ -272,7 +272,7 @@ class ApiTokenAdmin(TenantScopedAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(TenantScopedAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     """The configuration trail: read-only for everyone, staff see their tenant's only."""
 
     list_display = ["at", "tenant", "action", "object_repr", "actor", "changes_summary"]
@@ -294,12 +294,3 @@ class AuditEventAdmin(TenantScopedAdmin):
             text = "; ".join(f"{field}: {old!r} → {new!r}" for field, (old, new)
                              in obj.changes.items())
         return text if len(text) <= 90 else text[:89] + "…"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

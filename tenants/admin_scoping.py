@@ -68,3 +68,16 @@ class TenantScopedAdmin(admin.ModelAdmin):
             elif db_field.related_model is Product:
                 kwargs["queryset"] = Product.objects.filter(tenant__in=ids)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class ReadOnlyAdmin(TenantScopedAdmin):
+    """A tenant-scoped record nobody edits in the admin (history, audit): view only."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -16,13 +16,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
-from django.db import connection
 from rest_framework.test import APIClient
 
 from dns_provisioning.models import ChallengeRecord
 from signing.csr import MAX_CSR_BYTES
 from signing.models import CertificateRequest
 from tenants.services import token_create
+from tests.database import database_text
 
 from .conftest import provisioned_product
 from .csrs import (
@@ -585,13 +585,6 @@ class TestNameRules:
 # ---------------------------------------------------------------------------------------------
 # A pasted private key: refused, and its text is kept nowhere.
 
-def _database_text() -> str:
-    chunks = []
-    with connection.cursor() as cursor:
-        for table in connection.introspection.table_names():
-            cursor.execute(f'SELECT * FROM "{table}"')
-            chunks.extend(repr(row) for row in cursor.fetchall())
-    return "\n".join(chunks)
 
 
 def _rsa_traditional_pem() -> bytes:
@@ -624,7 +617,7 @@ class TestPrivateKeySubmitted:
         response = post(api, build(acme_product.zone, key))
 
         assert_refused(response, 400, "private-key-submitted")
-        stored, logged = _database_text(), caplog.text
+        stored, logged = database_text(), caplog.text
         for line in secret_lines:
             assert line not in stored
             assert line not in logged

@@ -4,24 +4,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from tenants.models import ApiToken
 from tenants.services import token_create, token_revoke
+from tests.database import database_text
 
 pytestmark = pytest.mark.django_db
 
 
-def _database_text() -> str:
-    """Every row of every table of ours, as text."""
-    chunks = []
-    with connection.cursor() as cursor:
-        for table in connection.introspection.table_names():
-            cursor.execute(f'SELECT * FROM "{table}"')
-            chunks.extend(repr(row) for row in cursor.fetchall())
-    return "\n".join(chunks)
 
 
 def _get(token: str | None):
@@ -34,7 +26,7 @@ def _get(token: str | None):
 class TestTokenStorage:
     def test_plaintext_appears_nowhere_in_the_database(self, acme_token):
         secret_part = acme_token.rsplit("_", 1)[1]
-        text = _database_text()
+        text = database_text()
         assert ApiToken.objects.count() == 1
         assert acme_token not in text
         assert secret_part not in text

@@ -6,13 +6,13 @@ import logging
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.test import Client as DjangoClient
 from dramatiq import Middleware, get_broker
 
 from csrproxy import secretbox
 from signing.models import AcmeAccount
 from tests.csrs import ec_key, make_csr
+from tests.database import database_text
 from tests.e2e.helpers import Client
 
 pytestmark = pytest.mark.e2e
@@ -35,13 +35,6 @@ def broker_messages():
     broker.middleware.remove(recorder)
 
 
-def database_text() -> str:
-    chunks = []
-    with connection.cursor() as cursor:
-        for table in connection.introspection.table_names():
-            cursor.execute(f'SELECT * FROM "{table}"')
-            chunks.extend(repr(row) for row in cursor.fetchall())
-    return "\n".join(chunks)
 
 
 def test_no_secret_in_database_logs_messages_or_admin(stack, worker, acme_token, acme_product,

@@ -246,21 +246,12 @@ def _period_days(request: HttpRequest) -> int:
 
 
 @admin.register(UsageReport)
-class UsageReportAdmin(TenantScopedAdmin):
+class UsageReportAdmin(ReadOnlyAdmin):
     """Usage pages: an overview of the tenants the user may see, one page per tenant and its
     CSV export. Publisher staff reach only their own tenants: another tenant's page is a 404
     exactly like a tenant that does not exist, and a user without a tenant gets a 403."""
 
     tenant_path = "pk"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_urls(self):
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"

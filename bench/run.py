@@ -89,8 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     log(f"run {tag}: logs in {run_dir}")
     ok = False
     started = time.monotonic()
+    lock = None
     try:
         stack.ensure_database()
+        lock = stack.BenchLock()
+        stack.migrate()
         stack.choose_web_port()
         import logging
 
@@ -107,13 +110,15 @@ def main(argv: list[str] | None = None) -> int:
         ok = True
     finally:
         procs.stop_all()
-        try:
-            stack.queues_delete(values.get("DRAMATIQ_BROKER_URL",
-                                           "amqp://guest:guest@127.0.0.1:5672/"),
-                                stack.QUEUE, stack.API_QUEUE)
-        except Exception as exc:  # the table matters more than a leftover empty queue
-            log(f"could not delete the bench queues: {exc}")
-        if not ok or args.keep_logs:
+        if lock is not None:  # only the run holding the lock owns the bench queues
+            try:
+                stack.queues_delete(values.get("DRAMATIQ_BROKER_URL",
+                                               "amqp://guest:guest@127.0.0.1:5672/"),
+                                    stack.QUEUE, stack.API_QUEUE)
+            except Exception as exc:  # the table matters more than a leftover empty queue
+                log(f"could not delete the bench queues: {exc}")
+            lock.release()
+        if (not ok or args.keep_logs) and any(run_dir.iterdir()):
             log(f"logs kept in {run_dir}")
         else:
             import shutil
@@ -128,8 +133,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from bench.stack import BenchError
+
     try:
         sys.exit(main())
     except KeyboardInterrupt:
         log("interrupted; everything the bench started is stopped")
         sys.exit(130)
+    except BenchError as exc:
+        log(f"ERROR: {exc}")
+        sys.exit(2)

@@ -287,7 +287,7 @@ def manage(*args: str, env: dict[str, str]) -> str:
 
 
 def ensure_database() -> None:
-    """Create the bench database (once) and bring its schema up to date."""
+    """Create the bench database (once); :func:`migrate` brings its schema up to date."""
     exists = subprocess.run(
         ["psql", "-h", "127.0.0.1", "-U", "postgres", "-tAc",
          f"select 1 from pg_database where datname = '{BENCH_DB}'"],
@@ -298,7 +298,30 @@ def ensure_database() -> None:
         subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c",
                         f"create database {BENCH_DB} owner csrproxy"],
                        check=True, capture_output=True, timeout=30)
+
+
+def migrate() -> None:
     manage("migrate", "--noinput", "-v", "0", env=service_env())
+
+
+class BenchLock:
+    """One bench at a time: a run empties the bench tables and deletes the bench queues, so
+    a second run would wreck the first. A PostgreSQL advisory lock, held by a connection of
+    its own for the whole run, is released even if the bench is killed."""
+
+    KEY = 0x6373_7262  # "csrb"
+
+    def __init__(self) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(BENCH_DATABASE_URL.replace("postgres://", "postgresql://"),
+                                    autocommit=True)
+        if not self.conn.execute("SELECT pg_try_advisory_lock(%s)", [self.KEY]).fetchone()[0]:
+            self.conn.close()
+            raise BenchError("another bench run holds the bench database; wait for it to end")
+
+    def release(self) -> None:
+        self.conn.close()
 
 
 def ensure_packages(*packages: str) -> None:

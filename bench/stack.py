@@ -550,9 +550,9 @@ def cpu_by_role(procs: Processes) -> dict[str, float]:
     t = os.times()
     out = {"client": t.user + t.system + t.children_user + t.children_system}
     ticks = os.sysconf("SC_CLK_TCK")
-    own = os.getpgrp()
+    me = os.getpid()
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+        if not entry.isdigit() or int(entry) == me:
             continue
         try:
             stat = Path(f"/proc/{entry}/stat").read_text()
@@ -560,10 +560,11 @@ def cpu_by_role(procs: Processes) -> dict[str, float]:
             continue
         comm = stat[stat.index("(") + 1:stat.rindex(")")]
         fields = stat.rsplit(")", 1)[1].split()
-        pgid = int(fields[2])
-        if pgid == own:
-            continue
-        role = procs.role(pgid) or STACK_ROLES.get(comm, "other")
+        ppid, pgid = int(fields[1]), int(fields[2])
+        role = procs.role(pgid)
+        if role is None and ppid == me:
+            continue  # floor, lego, wrk: counted as "client" once reaped
+        role = role or STACK_ROLES.get(comm, "other")
         own_and_reaped = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
         out[role] = out.get(role, 0.0) + own_and_reaped / ticks
     return out

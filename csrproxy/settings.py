@@ -35,6 +35,9 @@ if _missing:
     )
 SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRETS["SECRET_KEY"])
 TOKEN_PEPPER = env.str("TOKEN_PEPPER", default=_DEV_SECRETS["TOKEN_PEPPER"])
+# Each web process keeps a token's row this long (0: read it on every request); a token
+# revoked in the admin stops working within this delay.
+TOKEN_CACHE_SECONDS = env.int("TOKEN_CACHE_SECONDS", default=5)
 ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS", default=[_DEV_SECRETS["ENCRYPTION_KEYS"]])
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])

@@ -119,7 +119,7 @@ class CertificateRequest(models.Model):
     csr_pem = models.TextField("CSR")
     names = models.JSONField(help_text="Normalized DNS names, in CSR order.")
     key_type = models.CharField(max_length=20)
-    public_key_sha256 = models.CharField(max_length=64, db_index=True)
+    public_key_sha256 = models.CharField(max_length=64)
     idempotency_key = models.CharField(max_length=200, blank=True)
     client_ip = models.GenericIPAddressField(null=True, blank=True)
 
@@ -166,6 +166,9 @@ class CertificateRequest(models.Model):
             # for the distinct-hostnames quota, read from the index alone.
             models.Index(fields=["tenant", "created_at"], include=["product", "names"],
                          condition=~models.Q(status="invalid"), name="request_quota_window"),
+            # Reuse of an issued certificate at submission: issued requests by key.
+            models.Index(fields=["public_key_sha256", "product"], include=["names"],
+                         condition=models.Q(status="valid"), name="request_reuse"),
         ]
         constraints = [
             models.UniqueConstraint(

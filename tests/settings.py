@@ -7,3 +7,4 @@ os.environ.setdefault("DRAMATIQ_QUEUE", "csrproxy-test")
 from csrproxy.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
+TOKEN_CACHE_SECONDS = 0  # revocations take effect at once; tests/test_tokens.py covers the cache

@@ -4,16 +4,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from tenants import authentication
 from tenants.models import ApiToken
 from tenants.services import token_create, token_revoke
 from tests.database import database_text
 
 pytestmark = pytest.mark.django_db
-
-
 
 
 def _get(token: str | None):
@@ -68,3 +70,56 @@ class TestBadTokens:
             response = client.get("/api/v1/certificates/")
             assert response.status_code == 401
             assert response.content == reference
+
+
+class TestTokenCache:
+    """Each web process keeps a token's row for TOKEN_CACHE_SECONDS (0 in the other tests)."""
+
+    @pytest.fixture(autouse=True)
+    def _empty_cache(self):
+        authentication._recent_tokens.clear()
+        yield
+        authentication._recent_tokens.clear()
+
+    def _clock(self, monkeypatch, start: float = 1000.0) -> list[float]:
+        now = [start]
+        monkeypatch.setattr(authentication.time, "monotonic", lambda: now[0])
+        return now
+
+    @override_settings(TOKEN_CACHE_SECONDS=5)
+    def test_a_cached_token_needs_no_query(self, acme_token):
+        assert _get(acme_token).status_code == 200
+        with CaptureQueriesContext(connection) as queries:
+            assert _get(acme_token).status_code == 200
+        assert not [q for q in queries if "tenants_apitoken" in q["sql"]]
+
+    @override_settings(TOKEN_CACHE_SECONDS=5)
+    def test_a_wrong_secret_is_refused_even_when_the_key_id_is_cached(self, acme_token):
+        assert _get(acme_token).status_code == 200
+        key_id = acme_token.split("_")[1]
+        assert _get(f"csrp_{key_id}_{'A' * 43}").status_code == 401
+
+    @override_settings(TOKEN_CACHE_SECONDS=5)
+    def test_a_revocation_takes_effect_once_the_cached_row_is_older_than_the_delay(
+            self, acme_token, monkeypatch):
+        now = self._clock(monkeypatch)
+        assert _get(acme_token).status_code == 200
+        token_revoke(token=ApiToken.objects.get())
+        now[0] += 4.9
+        assert _get(acme_token).status_code == 200  # the documented delay
+        now[0] += 0.2
+        assert _get(acme_token).status_code == 401
+
+    @override_settings(TOKEN_CACHE_SECONDS=5)
+    def test_expiry_is_checked_on_every_request(self, acme_product):
+        row, token = token_create(tenant=acme_product.tenant, product=acme_product,
+                                  expires_at=timezone.now() + timedelta(seconds=60))
+        assert _get(token).status_code == 200
+        ApiToken.objects.filter(pk=row.pk).update(expires_at=timezone.now())  # not seen yet
+        authentication._recent_tokens[row.key_id][1].expires_at = timezone.now()
+        assert _get(token).status_code == 401
+
+    @override_settings(TOKEN_CACHE_SECONDS=5)
+    def test_unknown_key_ids_are_not_cached(self):
+        assert _get(f"csrp_{'0' * 12}_{'B' * 43}").status_code == 401
+        assert authentication._recent_tokens == {}

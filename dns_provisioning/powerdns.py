@@ -16,6 +16,8 @@ import dns.rdatatype
 import requests
 from django.conf import settings
 
+from csrproxy.http import environment_read_once
+
 log = logging.getLogger(__name__)
 _local = threading.local()
 TIMEOUT = (3.05, 10)
@@ -37,7 +39,7 @@ class PowerDnsError(Exception):
 def _session() -> requests.Session:
     # One keep-alive session per thread (requests.Session is not thread-safe).
     if getattr(_local, "session", None) is None:
-        session = requests.Session()
+        session = environment_read_once(requests.Session(), settings.PDNS_API_URL)
         session.headers["X-API-Key"] = settings.PDNS_API_KEY
         _local.session = session
     return _local.session

@@ -22,6 +22,8 @@ from acme import challenges, client, errors, messages
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from csrproxy.http import environment_read_once
+
 USER_AGENT = "csrproxy"
 BAD_NONCE_RETRIES = 8  # the library retries only once; a badNonce had no effect, so retry more
 DIRECTORY_TTL = 3600.0
@@ -137,6 +139,7 @@ def _client(account: Account) -> client.ClientV2:
         regr = messages.RegistrationResource(uri=account.account_url, body=messages.Registration())
     net = _Network(jwk, account=regr, alg=alg, verify_ssl=account.tls_ca_file or True,
                    user_agent=USER_AGENT, timeout=TIMEOUT)
+    environment_read_once(net.session, account.directory_url)
     cache[cache_key] = acme = client.ClientV2(_directory(account, net), net)
     return acme
 

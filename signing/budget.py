@@ -30,19 +30,28 @@ class OverBudget:
 
 
 def budget_admit(req: CertificateRequest) -> OverBudget | None:
-    """Stamp the request as ordered if every budget of its account allows it."""
+    """Stamp the request as ordered if every budget of its account allows it.
+
+    Without a budget for its names there is nothing to count against: the stamp is left to
+    the request's next save, and no lock is taken.
+    """
+    budgets = [budget for budget in CaBudget.objects.filter(account_id=req.acme_account_id)
+               if any(_within(name, budget.registered_domain) for name in req.names)]
+    if not budgets:
+        req.order_started_at = timezone.now()
+        return None
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
                            [f"ca-budget:{req.acme_account_id}"])
         now = timezone.now()
-        for budget in CaBudget.objects.filter(account_id=req.acme_account_id):
-            if not any(_within(name, budget.registered_domain) for name in req.names):
-                continue
+        for budget in budgets:
             over = _over(budget, req, now)
             if over is not None:
                 return over
-        CertificateRequest.objects.filter(pk=req.pk).update(order_started_at=now)
+        # Counted by the next request's check as soon as the lock is released.
+        CertificateRequest.objects.filter(pk=req.pk).update(
+            order_started_at=now, acme_account=req.acme_account_id)
         req.order_started_at = now
     return None
 

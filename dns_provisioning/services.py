@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from tenants.models import Product
@@ -80,31 +81,34 @@ def product_dns_remove(product_zone: str) -> None:
 def txt_publish(*, owner: str, product_zone: str, values: Iterable[tuple[str, str]]) -> None:
     """Publish the owner's (name, value) pairs beside any other owner's values at those names.
 
-    Idempotent: publishing the same pairs again rewrites the same RRsets.
+    Idempotent: publishing the same pairs again rewrites the same RRsets. The records are
+    committed before PowerDNS is called, so the database always knows every value that may
+    be served (a failed write leaves them ``needs_sync`` for the janitor).
     """
     zone = host_zone(product_zone)
-    names = set()
-    for name, value in values:
-        ChallengeRecord.objects.get_or_create(
-            owner=owner, name=name, value=value, removed_at=None, defaults={"zone": zone}
-        )
-        names.add(name)
-    _rrsets_sync(zone, names)
+    pairs = set(values)
+    live = set(ChallengeRecord.objects.filter(owner=owner, removed_at__isnull=True)
+               .values_list("name", "value"))
+    ChallengeRecord.objects.bulk_create(
+        ChallengeRecord(owner=owner, zone=zone, name=name, value=value)
+        for name, value in sorted(pairs - live))
+    _rrsets_sync(zone, {name for name, _ in pairs})
 
 
 def txt_withdraw(*, owner: str) -> None:
-    """Remove every value the owner published; other owners' values at the names stay."""
-    live = ChallengeRecord.objects.filter(owner=owner, removed_at__isnull=True)
+    """Remove every value the owner published; other owners' values at the names stay.
+
+    Also rewrites the owner's names whose last write failed (PowerDNS was down).
+    """
+    mine = ChallengeRecord.objects.filter(owner=owner)
+    targets = set(mine.filter(Q(removed_at__isnull=True) | Q(needs_sync=True))
+                  .values_list("zone", "name"))
+    mine.filter(removed_at__isnull=True).update(removed_at=timezone.now(), needs_sync=True)
     by_zone: dict[str, set[str]] = {}
-    for record in live:
-        by_zone.setdefault(record.zone, set()).add(record.name)
-    live.update(removed_at=timezone.now(), needs_sync=True)
+    for zone, name in targets:
+        by_zone.setdefault(zone, set()).add(name)
     for zone, names in by_zone.items():
         _rrsets_sync(zone, names)
-    # Retry a withdraw that failed half-way earlier (PowerDNS was down).
-    unsynced = ChallengeRecord.objects.filter(owner=owner, needs_sync=True)
-    for zone, name in set(unsynced.values_list("zone", "name")):
-        _rrsets_sync(zone, {name})
 
 
 def txt_served(*, owner: str) -> bool:

@@ -181,32 +181,42 @@ def step_validate(req: CertificateRequest) -> Step | Wait:
 
 def step_finalize(req: CertificateRequest) -> Step | Wait:
     account = account_access(req.acme_account)
-    # Fetch first: after a crash the order may already be finalized; never finalize twice.
-    order = acme_ca.order_fetch(account, req.order_url)
-    if order.status == "ready":
-        order = acme_ca.order_finalize(account, order, req.csr_pem.encode())
+    known = acme_ca.Order(url=req.order_url, status="ready", finalize_url=req.finalize_url,
+                          authorization_urls=[a["url"] for a in req.authorizations])
+    try:
+        order = acme_ca.order_finalize(account, known, req.csr_pem.encode())
+    except acme_ca.CaError as exc:
+        if exc.code != "orderNotReady":
+            raise
+        # Finalized before a crash (never finalize twice), or not ready: ask the order.
+        order = acme_ca.order_fetch(account, req.order_url)
+        if order.status == "ready":
+            raise acme_ca.CaError(exc.problem, retry_after=exc.retry_after) from None
     if order.status == "invalid":
         raise Failed(order.error or _problem("order-invalid", "The CA invalidated the order."))
     if order.status == "pending":
         return Step.VALIDATE
+    # Some CAs issue at once: the certificate's URL then saves download a look at the order.
+    req.certificate_url = order.certificate_url
     return Step.DOWNLOAD  # download looks at once and backs off while still processing
 
 
 def step_download(req: CertificateRequest) -> Go | Wait:
     account = account_access(req.acme_account)
-    order = acme_ca.order_fetch(account, req.order_url)
-    if order.status == "invalid":
-        raise Failed(order.error or _problem("order-invalid", "The CA invalidated the order."))
-    if order.status != "valid" or not order.certificate_url:
-        return Wait(_poll_delay(req))
-    chain = acme_ca.certificate_download(account, order.certificate_url)
+    if not req.certificate_url:
+        order = acme_ca.order_fetch(account, req.order_url)
+        if order.status == "invalid":
+            raise Failed(order.error or _problem("order-invalid", "The CA invalidated the order."))
+        if order.status != "valid" or not order.certificate_url:
+            return Wait(_poll_delay(req))
+        req.certificate_url = order.certificate_url
+    chain = acme_ca.certificate_download(account, req.certificate_url)
     try:
         facts = chain_check(chain, public_key_sha256=req.public_key_sha256, names=req.names)
     except ChainMismatch as exc:
         raise Failed(_problem("certificate-mismatch", str(exc))) from None
     # Stored before the request says valid; a second run finds it and stores nothing.
     Certificate.objects.get_or_create(request=req, defaults={"chain_pem": chain, **facts})
-    req.certificate_url = order.certificate_url
     req.status = Status.VALID
     req.finished_at = timezone.now()
     return Go(Step.CLEANUP, "certificate issued, serial " + facts["serial"])
@@ -264,30 +274,34 @@ def request_advance(request_id: int) -> float | None:
     if not _claim(request_id):
         return None
     req = CertificateRequest.objects.select_related("product", "acme_account").get(pk=request_id)
+    run = _Run(req)
     try:
-        return _Run(req).advance()
+        return run.advance()
     except BaseException:
         CertificateRequest.objects.filter(pk=req.pk).update(lease_until=None)
+        run.notes_write()
         raise
 
 
 class _Run:
     """One worker's turn at a request: its steps until a wait, the end, or a failure.
 
-    ``notes`` collects the history lines since the last save; each save writes them with
-    the request's columns, in one transaction. The run ends with ``_leave``, which gives the
-    lease back in that same write.
+    Every step change is saved at once (one UPDATE), so a crash resumes at the right step.
+    The history lines of the run, each stamped when it happened, are written when the run
+    ends (``_leave``: in one transaction with the request, which also gives the lease
+    back): one INSERT per run instead of one per line. A worker killed mid-run loses those
+    lines, never the request's state.
     """
 
     def __init__(self, req: CertificateRequest) -> None:
         self.req = req
-        self.notes: list[str] = []
+        self.notes: list[RequestEvent] = []
 
     def advance(self) -> float | None:
         req = self.req
         if req.status == Status.PENDING:
             req.status = Status.PROCESSING
-            self.notes.append("picked up by a worker")
+            self.note("picked up by a worker")
         for _ in range(MAX_STEPS_PER_RUN):
             if req.step == Step.DONE:
                 return self._leave(None)
@@ -305,11 +319,11 @@ class _Run:
                 return self._after_error(exc)
             if isinstance(outcome, Wait):
                 if outcome.note:
-                    self.notes.append(outcome.note)
+                    self.note(outcome.note)
                 req.polls += 1
                 return self._leave(outcome.seconds)
             if isinstance(outcome, Go):
-                self.notes.append(outcome.note)
+                self.note(outcome.note)
                 outcome = outcome.step
             self._move(outcome)
             self._save()
@@ -321,25 +335,30 @@ class _Run:
 
     def _move(self, step: CertificateRequest.Step) -> None:
         self.req.step, self.req.polls, self.req.attempts = step, 0, 0
-        self.notes.append(f"step {step.label.lower()}")
+        self.note(f"step {step.label.lower()}")
 
     def _save(self) -> None:
-        """Write the request's columns and its new history lines, in one transaction."""
-        with transaction.atomic():
-            self.req.save(update_fields=FLOW_FIELDS)
-            RequestEvent.objects.bulk_create(
-                RequestEvent(request=self.req, status=self.req.status, step=self.req.step,
-                             message=note)
-                for note in self.notes)
-        self.notes.clear()
+        self.req.save(update_fields=FLOW_FIELDS)
 
     def _leave(self, wait: float | None) -> float | None:
-        """Save and give back the lease: due again in ``wait`` seconds (None: finished)."""
+        """Save, give back the lease and write the run's history: due again in ``wait``
+        seconds (None: finished)."""
         self.req.lease_until = None
         if wait is not None:
             self.req.next_attempt_at = timezone.now() + timedelta(seconds=wait)
-        self._save()
+        with transaction.atomic():
+            self._save()
+            self.notes_write()
         return wait
+
+    def note(self, message: str) -> None:
+        req = self.req
+        self.notes.append(RequestEvent(request=req, at=timezone.now(), status=req.status,
+                                       step=req.step, message=message))
+
+    def notes_write(self) -> None:
+        RequestEvent.objects.bulk_create(self.notes)
+        self.notes.clear()
 
     def _after_error(self, exc: acme_ca.CaError | PowerDnsError) -> float | None:
         req = self.req
@@ -355,7 +374,7 @@ class _Run:
         backoff = min(300.0, 2.0 ** req.attempts) * random.uniform(0.8, 1.2)
         wait = max(retry_after or 0.0, backoff)
         kind = str(problem.get("type", "")).rsplit(":", 1)[-1]
-        self.notes.append(f"will retry in {wait:.0f} s ({kind}): {problem.get('detail', '')}")
+        self.note(f"will retry in {wait:.0f} s ({kind}): {problem.get('detail', '')}")
         log.warning("request %s step %s: %s; retry in %.1fs", req.pk, req.step,
                     problem.get("detail") or problem.get("type"), wait)
         return self._leave(wait)
@@ -368,6 +387,6 @@ class _Run:
         # An order is never needed again, but its TXT values must still go.
         req.step = Step.CLEANUP
         req.polls = req.attempts = 0
-        self.notes.append(f"failed: {problem.get('detail') or problem.get('type')}")
+        self.note(f"failed: {problem.get('detail') or problem.get('type')}")
         self._save()
         log.info("request %s invalid: %s", req.pk, problem.get("detail") or problem.get("type"))

@@ -43,7 +43,7 @@ class RequestEventInline(admin.TabularInline):
     model = RequestEvent
     extra = 0
     can_delete = False
-    fields = ["at", "status", "step", "message", "actor"]
+    fields = ["at", "status", "step", "message"]
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
@@ -144,14 +144,14 @@ class RequestEventAdmin(ReadOnlyAdmin):
     """Every request's events in one list, newest first: "what failed this morning?"."""
 
     tenant_path = "request__tenant"
-    list_display = ["at", "request", "status", "step", "message", "actor"]
+    list_display = ["at", "request", "status", "step", "message"]
     list_filter = ["status", "step", RequestTenantFilter, RequestProductFilter]
-    search_fields = ["message", "actor"]
+    search_fields = ["message"]
     date_hierarchy = "at"
     ordering = ["-at", "-id"]
     list_select_related = ["request"]
     show_full_result_count = False  # one count less on a table that only grows
-    fields = ["at", "request", "status", "step", "message", "actor"]
+    fields = ["at", "request", "status", "step", "message"]
     readonly_fields = fields
 
 

@@ -205,7 +205,10 @@ class Certificate(models.Model):
 
 
 class RequestEvent(models.Model):
-    """Audit trail of a request: every status or step change, with time and cause."""
+    """Audit trail of a request: every status or step change, with time and cause.
+
+    The submission itself (when, by which token, from where) is the request row; its first
+    line here is the worker picking it up."""
 
     request = models.ForeignKey(
         CertificateRequest, on_delete=models.CASCADE, related_name="events"
@@ -214,7 +217,6 @@ class RequestEvent(models.Model):
     status = models.CharField(max_length=12)
     step = models.CharField(max_length=12)
     message = models.TextField()
-    actor = models.CharField(max_length=100, default="system")
 
     class Meta:
         ordering = ["at", "id"]

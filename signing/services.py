@@ -14,7 +14,7 @@ from csrproxy.problems import Problem
 from tenants.models import ApiToken, Product
 
 from .csr import ParsedCsr, csr_parse
-from .models import CertificateRequest, RequestEvent
+from .models import CertificateRequest
 from .quotas import quota_check
 from .tasks import request_enqueue
 
@@ -55,11 +55,6 @@ def request_submit(
                 public_key_sha256=parsed.public_key_sha256, idempotency_key=idempotency_key,
                 client_ip=client_ip, created_at=now, next_attempt_at=now,
                 deadline_at=now + timedelta(seconds=settings.SIGNING_DEADLINE_SECONDS),
-            )
-            RequestEvent.objects.create(
-                request=req, status=req.status, step=req.step,
-                message=f"submitted for {', '.join(parsed.names)} ({parsed.key_type})",
-                actor=str(token) if token else "legacy client",
             )
             # Only after commit: the worker must find the row.
             transaction.on_commit(partial(request_enqueue, req.pk))

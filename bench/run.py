@@ -34,6 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--matrix", default="1x1,50x1,50x10,200x10,200x50",
                         help="issuance runs as NxC (N certificates, C in flight)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="service and floor runs per NxC, taking turns at going first; "
+                             "the fastest of each is compared")
     parser.add_argument("--lego", type=int, default=3,
                         help="lego certificates, one after another (0: skip lego)")
     parser.add_argument("--waiting", type=int, default=1000,

@@ -155,9 +155,15 @@ SPECTACULAR_SETTINGS = {
 DRAMATIQ_BROKER_URL = env.str("DRAMATIQ_BROKER_URL", default="amqp://guest:guest@127.0.0.1:5672/")
 # One queue per deployment: tests use their own so a running demo worker never eats their work.
 DRAMATIQ_QUEUE = env.str("DRAMATIQ_QUEUE", default="csrproxy")
+# Publisher confirms make every send wait for RabbitMQ's disk write. Off by default: the
+# database is the record of every request and its next due time, a message only wakes a
+# worker up, and the sweeper (run_sweeper) re-sends any request overdue by
+# SWEEPER_GRACE_SECONDS. A message lost in a broker crash costs that delay, never a request.
+# The bench measured ~30% more submissions per second without them.
+DRAMATIQ_CONFIRM_DELIVERY = env.bool("DRAMATIQ_CONFIRM_DELIVERY", default=False)
 DRAMATIQ_BROKER = {
     "BROKER": "dramatiq.brokers.rabbitmq.RabbitmqBroker",
-    "OPTIONS": {"url": DRAMATIQ_BROKER_URL, "confirm_delivery": True},
+    "OPTIONS": {"url": DRAMATIQ_BROKER_URL, "confirm_delivery": DRAMATIQ_CONFIRM_DELIVERY},
     "MIDDLEWARE": [
         "dramatiq.middleware.AgeLimit",
         "dramatiq.middleware.TimeLimit",

@@ -90,65 +90,79 @@ def part_api(ctx: Context) -> list[Row]:
                             DJANGO_SETTINGS_MODULE="bench.counting_settings")
     web = stack.start_web(ctx.procs, env, args.web_workers, args.web_threads, name="web-api")
     before = CertificateRequest.objects.filter(product__zone=zone).count()
+    levels: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
+    counts: dict[str, float] = {}
+    submitted = 0
     try:
         url, health_url = f"{stack.base_url()}/api/v1/certificates/", f"{stack.base_url()}/healthz"
         wrk(url, post, 4, 2)  # warm-up: every gunicorn worker loads Django and its URLs
         wrk(health_url, get, 4, 2)
-        submits, healths, counts = [], [], {}
-        # Rounds taking turns at going first, the best of each kept: a neighbour's load on
-        # this shared machine only ever slows a run down.
-        for round_no in range(args.rounds):
-            for is_post in ((True, False) if round_no % 2 == 0 else (False, True)):
-                if not is_post:
-                    healths.append(wrk(health_url, get, args.api_connections, args.api_seconds))
-                    continue
-                time.sleep(0.5)  # counters are written every 0.2 s
-                counted = counts_snapshot(count_dir)
-                submits.append(wrk(url, post, args.api_connections, args.api_seconds))
-                time.sleep(0.5)
-                for key, value in counts_snapshot(count_dir).items():
-                    counts[key] = counts.get(key, 0) + value - counted.get(key, 0)
+        for connections in args.api_connections:
+            submits, healths = [], []
+            # Rounds taking turns at going first, the best of each kept: a neighbour's load
+            # on this shared machine only ever slows a run down.
+            for round_no in range(args.rounds):
+                for is_post in ((True, False) if round_no % 2 == 0 else (False, True)):
+                    if not is_post:
+                        healths.append(wrk(health_url, get, connections, args.api_seconds))
+                        continue
+                    time.sleep(0.5)  # counters are written every 0.2 s
+                    counted = counts_snapshot(count_dir)
+                    submits.append(wrk(url, post, connections, args.api_seconds))
+                    time.sleep(0.5)
+                    for key, value in counts_snapshot(count_dir).items():
+                        counts[key] = counts.get(key, 0) + value - counted.get(key, 0)
+            submitted += sum(r["requests"] for r in submits)
+            ctx.log(f"api {connections} connections: POST "
+                    + " / ".join(f"{r['rate']:.0f}/s p99 {r['p99'] * 1000:.0f} ms" for r in submits)
+                    + "; healthz " + " / ".join(f"{r['rate']:.0f}/s" for r in healths))
+            levels.append((connections, max(submits, key=lambda r: r["rate"]),
+                           max(healths, key=lambda r: r["rate"])))
     finally:
         ctx.procs.stop(web)
-    if len(submits) > 1:
-        ctx.log("api rounds: POST " + " / ".join(f"{r['rate']:.0f}" for r in submits)
-                + " per s; healthz " + " / ".join(f"{r['rate']:.0f}" for r in healths))
-    submit = max(submits, key=lambda r: r["rate"])
-    health = max(healths, key=lambda r: r["rate"])
-    submitted = sum(r["requests"] for r in submits)
     waits = _statement_waits(counts, submitted)
     for shape, calls, ms_each in waits[:5]:
         ctx.log(f"  api under load: {calls:.1f}/submission, {ms_each:.1f} ms each: {shape}")
     created = CertificateRequest.objects.filter(product__zone=zone).count() - before
     queued = stack.queue_depth(ctx.broker_url, stack.API_QUEUE)
     stack.queues_delete(ctx.broker_url, stack.API_QUEUE)
-    ctx.facts["api"] = {"submit": submit, "health": health, "created": created,
-                        "queued": queued, "waits": waits}
-    ctx.log(f"api: POST {submit['rate']:.0f}/s p50 {submit['p50'] * 1000:.0f} ms p99 "
-            f"{submit['p99'] * 1000:.0f} ms ({submit['bad']} not 202); healthz "
-            f"{health['rate']:.0f}/s p99 {health['p99'] * 1000:.0f} ms; {created} requests "
-            f"written, {queued} messages queued (queue deleted)")
+    # The operating point: the best rate whose p99 meets the target, else the best rate.
+    within = [level for level in levels if level[1]["p99"] < 0.1 and not level[1]["bad"]]
+    best_c, submit, health = max(within or levels, key=lambda level: level[1]["rate"])
+    ctx.facts["api"] = {"submit": submit, "health": health, "connections": best_c,
+                        "created": created, "queued": queued, "waits": waits}
+    ctx.log(f"api: best POST {submit['rate']:.0f}/s p50 {submit['p50'] * 1000:.0f} ms p99 "
+            f"{submit['p99'] * 1000:.0f} ms at {best_c} connections; healthz "
+            f"{health['rate']:.0f}/s; {created} requests written, {queued} messages queued "
+            "(queue deleted)")
     sql_ms = 1000 * counts.get("api.sql_seconds", 0) / max(submitted, 1)
     top = waits[0] if waits else ("", 0.0, 0.0)
-    share = submit["rate"] / health["rate"] if health["rate"] else 0.0
-    c = args.api_connections
-    bad = f" ({submit['bad']} not 202)" if submit["bad"] else ""
     best = f", best of {args.rounds}" if args.rounds > 1 else ""
-    return [
-        Row("3 API", f"POST /api/v1/certificates/, {c} connections{best}: rate",
-            f"{submit['rate']:.0f} submissions/s{bad}",
-            f"GET /healthz {health['rate']:.0f} req/s", f"{share:.2f}x",
-            ">= 300/s and >= 0.50x healthz",
-            submit["rate"] >= 300 and share >= 0.5 and not submit["bad"]),
-        Row("3 API", f"POST /api/v1/certificates/, {c} connections{best}: p50 / p99",
-            f"{submit['p50'] * 1000:.0f} / {submit['p99'] * 1000:.0f} ms",
-            f"GET /healthz {health['p50'] * 1000:.0f} / {health['p99'] * 1000:.0f} ms", "",
-            "p99 < 100 ms", submit["p99"] < 0.1),
+    rows = []
+    for connections, post_run, health_run in levels:
+        share = post_run["rate"] / health_run["rate"] if health_run["rate"] else 0.0
+        bad = f" ({post_run['bad']} not 202)" if post_run["bad"] else ""
+        rows.append(Row(
+            "3 API", f"POST /api/v1/certificates/, {connections} connections{best}",
+            f"{post_run['rate']:.0f}/s{bad}, p50 {post_run['p50'] * 1000:.0f} / p99 "
+            f"{post_run['p99'] * 1000:.0f} ms",
+            f"GET /healthz {health_run['rate']:.0f}/s, p99 {health_run['p99'] * 1000:.0f} ms",
+            f"{share:.2f}x", "informative: rate and latency by concurrency"))
+    share = submit["rate"] / health["rate"] if health["rate"] else 0.0
+    rows += [
+        Row("3 API", "POST: best rate with p99 < 100 ms",
+            f"{submit['rate']:.0f} submissions/s, p99 {submit['p99'] * 1000:.0f} ms at "
+            f"{best_c} connections", "", "", ">= 300/s with p99 < 100 ms",
+            submit["rate"] >= 300 and submit["p99"] < 0.1 and not submit["bad"]),
+        Row("3 API", "POST vs the trivial endpoint, same concurrency",
+            f"{submit['rate']:.0f} submissions/s", f"GET /healthz {health['rate']:.0f} req/s",
+            f"{share:.2f}x", ">= 0.50x healthz", share >= 0.5),
         Row("3 API", "of which waiting for SQL per submission (under that load)",
             f"{sql_ms:.0f} ms, most of it {top[1]:.0f}x {top[2]:.0f} ms in "
             f"{statement_label(top[0])}{' FOR UPDATE' * ('FOR UPDATE' in top[0])}",
             "", "", "informative (statements: see the log)"),
     ]
+    return rows
 
 
 def _statement_waits(counts: dict[str, float], requests: int) -> list[tuple[str, float, float]]:

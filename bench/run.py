@@ -44,10 +44,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sleep", type=int, default=10,
                         help="PEBBLE_VA_SLEEPTIME of the private Pebble (each of its 3 "
                              "lookups sleeps 0..N-1 s)")
-    parser.add_argument("--api-seconds", type=int, default=10,
+    parser.add_argument("--api-seconds", type=int, default=8,
                         help="wrk duration per endpoint (0: skip part 3)")
-    parser.add_argument("--api-connections", type=int, default=16,
-                        help="wrk connections (requests in flight) against gunicorn")
+    parser.add_argument("--api-connections", default="4,8,16",
+                        help="wrk connections (requests in flight) against gunicorn, one run "
+                             "per value")
     parser.add_argument("--api-csrs", type=int, default=5000,
                         help="distinct CSRs the POST load cycles through")
     parser.add_argument("--cost-batch", type=int, default=30,
@@ -64,6 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.matrix = [tuple(int(x) for x in item.lower().split("x"))
                    for item in args.matrix.split(",") if item]
+    args.api_connections = [int(c) for c in args.api_connections.split(",") if c]
     return args
 
 

@@ -365,9 +365,11 @@ def interpretation(ctx: Context, rows: list[Row], seconds: float) -> str:
     api = facts.get("api")
     if api:
         submit, health = api["submit"]["rate"], api["health"]["rate"]
-        out.append(f"- API: {submit:.0f} submissions/s vs {health:.0f} req/s for /healthz; "
-                   f"{api['created']} requests written and {api['queued']} messages queued "
-                   "(no worker; the queue was deleted).")
+        out.append(f"- API: {submit:.0f} submissions/s at {api['connections']} connections vs "
+                   f"{health:.0f} req/s for /healthz; {api['created']} requests written and "
+                   f"{api['queued']} messages queued (no worker; the queue was deleted). "
+                   "Beyond a few connections the 2 cores are busy: more in flight only adds "
+                   "latency.")
         if api.get("waits"):
             shape, calls, each = api["waits"][0]
             out.append(f"  Under load a submission waited {each:.0f} ms on average in "

@@ -76,8 +76,8 @@ def _problem(kind: str, detail: str) -> dict:
 # --- steps -------------------------------------------------------------------------------
 # Each returns the next step (run at once: a Step, or a Go with a note) or a Wait (run again
 # later), or raises Failed. A step changes ``req`` in memory; the runner saves the request
-# and its history in one transaction at every step change and every wait. A step writes on
-# its own only an intent that must be durable before a side effect (see step_answer).
+# at every step change and every wait (see _Run). A step writes on its own only an intent
+# that must be durable before a side effect (see step_answer).
 
 def step_order(req: CertificateRequest) -> Step | Wait:
     if req.acme_account_id is None:

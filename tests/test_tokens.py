@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from tenants import authentication
 from tenants.models import ApiToken
 from tenants.services import token_create, token_revoke
-from tests.database import database_text
+from tests.database import database_text, token_secret_part
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +27,7 @@ def _get(token: str | None):
 
 class TestTokenStorage:
     def test_plaintext_appears_nowhere_in_the_database(self, acme_token):
-        secret_part = acme_token.rsplit("_", 1)[1]
+        secret_part = token_secret_part(acme_token)
         text = database_text()
         assert ApiToken.objects.count() == 1
         assert acme_token not in text

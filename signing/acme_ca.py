@@ -22,7 +22,7 @@ from acme import challenges, client, errors, messages
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from csrproxy.http import environment_read_once
+from csrproxy.http import environment_ca_bundle, environment_read_once
 
 USER_AGENT = "csrproxy"
 BAD_NONCE_RETRIES = 8  # the library retries only once; a badNonce had no effect, so retry more
@@ -137,7 +137,10 @@ def _client(account: Account) -> client.ClientV2:
     regr = None
     if account.account_url:
         regr = messages.RegistrationResource(uri=account.account_url, body=messages.Registration())
-    net = _Network(jwk, account=regr, alg=alg, verify_ssl=account.tls_ca_file or True,
+    # The account's own TLS CA first; the library passes verify with every call, so the
+    # environment's bundle must be given here.
+    verify = account.tls_ca_file or environment_ca_bundle() or True
+    net = _Network(jwk, account=regr, alg=alg, verify_ssl=verify,
                    user_agent=USER_AGENT, timeout=TIMEOUT)
     environment_read_once(net.session, account.directory_url)
     cache[cache_key] = acme = client.ClientV2(_directory(account, net), net)
@@ -228,7 +231,6 @@ class Order:
     url: str
     status: str
     finalize_url: str
-    authorization_urls: list[str] = field(default_factory=list)
     certificate_url: str = ""
     error: dict[str, Any] | None = None
     authorizations: list[Authorization] = field(default_factory=list)
@@ -251,13 +253,13 @@ def order_fetch(account: Account, url: str) -> Order:
         return _order(account, url, body)
 
 
-def order_finalize(account: Account, order: Order, csr_pem: bytes) -> Order:
+def order_finalize(account: Account, order_url: str, finalize_url: str, csr_pem: bytes) -> Order:
+    """Send the CSR; returns the order as the CA answered (no look at it first)."""
     with _calling(account) as acme:
         resource = messages.OrderResource(
-            uri=order.url, csr_pem=csr_pem,
-            body=messages.Order(finalize=_same_origin(account, order.finalize_url),
-                                authorizations=tuple(order.authorization_urls)))
-        return _order(account, order.url, acme.begin_finalization(resource).body)
+            uri=order_url, csr_pem=csr_pem,
+            body=messages.Order(finalize=_same_origin(account, finalize_url)))
+        return _order(account, order_url, acme.begin_finalization(resource).body)
 
 
 def authorization_fetch(account: Account, url: str) -> Authorization:
@@ -289,7 +291,6 @@ def _order(account: Account, url: str, body: messages.Order) -> Order:
         url=_same_origin(account, url),
         status=body.status.name if body.status else "pending",
         finalize_url=body.finalize,
-        authorization_urls=list(body.authorizations or ()),
         certificate_url=body.certificate or "",
         error=_problem(body.error) if body.error else None,
     )

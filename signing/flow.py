@@ -2,9 +2,10 @@
 
 :func:`request_advance` runs a request's steps one after another until it has to wait for
 the CA or DNS; it then stores when to look again (``next_attempt_at``) and returns the wait,
-so no worker thread is ever held by a waiting request. Each step first looks at what the
-database says was already done, so a crash or a redelivered message resumes correctly:
-intent is written before each side effect and the result after it.
+so no worker thread is ever held by a waiting request. A run holds the request's lease and
+writes the request at every step change; a step whose side effect must not be repeated
+blindly writes its intent first (answering a challenge), or asks the CA what was done
+(finalize). So a crash or a redelivered message resumes at the right step.
 """
 from __future__ import annotations
 
@@ -55,6 +56,11 @@ class Go:
 
     step: CertificateRequest.Step
     note: str
+
+
+class LeaseLost(Exception):
+    """The run's lease ran out during a call and another worker took the request over: this
+    run stops and writes nothing more."""
 
 
 class Failed(Exception):
@@ -153,7 +159,7 @@ def step_answer(req: CertificateRequest) -> Step | Wait:
                 continue
         # Intent first, durable before the CA hears of it (see "answering" above).
         authz["answering"] = True
-        req.save(update_fields=["authorizations"])
+        _request_write(req, ["authorizations"])
         acme_ca.challenge_answer(account, authz["challenge_url"])
         authz["answered"] = True
     # Look at once: most CAs have validated by now, and validate backs off if not.
@@ -181,10 +187,9 @@ def step_validate(req: CertificateRequest) -> Step | Wait:
 
 def step_finalize(req: CertificateRequest) -> Step | Wait:
     account = account_access(req.acme_account)
-    known = acme_ca.Order(url=req.order_url, status="ready", finalize_url=req.finalize_url,
-                          authorization_urls=[a["url"] for a in req.authorizations])
     try:
-        order = acme_ca.order_finalize(account, known, req.csr_pem.encode())
+        order = acme_ca.order_finalize(account, req.order_url, req.finalize_url,
+                                       req.csr_pem.encode())
     except acme_ca.CaError as exc:
         if exc.code != "orderNotReady":
             raise
@@ -241,11 +246,34 @@ STEPS = {
 
 # --- the runner --------------------------------------------------------------------------
 
-# Every column the flow changes. Each save writes them all: one UPDATE per step change or
-# wait, instead of one per field group (the bench counts statements per certificate).
+# Every column the flow changes (_request_write adds the lease and updated_at). Each save
+# writes them all: one UPDATE per step change or wait, instead of one per field group (the
+# bench counts statements per certificate).
 FLOW_FIELDS = ["status", "step", "polls", "attempts", "error", "finished_at", "deadline_at",
                "acme_account", "order_started_at", "order_url", "finalize_url",
-               "authorizations", "certificate_url", "next_attempt_at", "lease_until"]
+               "authorizations", "certificate_url", "next_attempt_at"]
+
+
+def _request_write(req: CertificateRequest, fields: list[str], *, leaving: bool = False) -> None:
+    """Write ``fields`` of the request while this run still holds its lease, and renew the
+    lease (or give it back when ``leaving``). ``req.lease_until`` is the lease the run holds.
+
+    A CA call can outlast the lease; another worker may then have claimed the request. The
+    conditional UPDATE keeps this run from overwriting what that worker did.
+    """
+    now = timezone.now()
+    lease = None if leaving else now + timedelta(seconds=settings.SIGNING_LEASE_SECONDS)
+    written = CertificateRequest.objects.filter(pk=req.pk, lease_until=req.lease_until).update(
+        lease_until=lease, updated_at=now, **{name: getattr(req, name) for name in fields})
+    if written != 1:
+        raise LeaseLost(req.pk)
+    req.lease_until = lease
+
+
+def _certificate_stored(req: CertificateRequest) -> bool:
+    """Download stores the certificate before the request says valid: a run killed in
+    between leaves one to finish with, whatever the deadline (asked only once it passed)."""
+    return req.step == Step.DOWNLOAD and Certificate.objects.filter(request=req).exists()
 
 
 def _claim(request_id: int) -> bool:
@@ -277,9 +305,18 @@ def request_advance(request_id: int) -> float | None:
     run = _Run(req)
     try:
         return run.advance()
+    except LeaseLost:
+        log.warning("request %s: the lease ran out during step %s and another worker took "
+                    "the request over; this run stopped", request_id, req.step)
+        return None
     except BaseException:
-        CertificateRequest.objects.filter(pk=req.pk).update(lease_until=None)
-        run.notes_write()
+        try:
+            with transaction.atomic():
+                _request_write(req, [], leaving=True)
+                run.notes_write()
+        except Exception:
+            # Never hide the first error; the lease then runs out on its own.
+            log.exception("request %s: could not give the lease back", request_id)
         raise
 
 
@@ -305,7 +342,8 @@ class _Run:
         for _ in range(MAX_STEPS_PER_RUN):
             if req.step == Step.DONE:
                 return self._leave(None)
-            if req.status not in CertificateRequest.FINISHED and timezone.now() > req.deadline_at:
+            if (req.status not in CertificateRequest.FINISHED
+                    and timezone.now() > req.deadline_at and not _certificate_stored(req)):
                 self._fail(_problem("deadline-exceeded",
                                     f"Not issued within {settings.SIGNING_DEADLINE_SECONDS} s "
                                     f"(stopped at step {req.step})."))
@@ -338,16 +376,15 @@ class _Run:
         self.note(f"step {step.label.lower()}")
 
     def _save(self) -> None:
-        self.req.save(update_fields=FLOW_FIELDS)
+        _request_write(self.req, FLOW_FIELDS)
 
     def _leave(self, wait: float | None) -> float | None:
         """Save, give back the lease and write the run's history: due again in ``wait``
         seconds (None: finished)."""
-        self.req.lease_until = None
         if wait is not None:
             self.req.next_attempt_at = timezone.now() + timedelta(seconds=wait)
         with transaction.atomic():
-            self._save()
+            _request_write(self.req, FLOW_FIELDS, leaving=True)
             self.notes_write()
         return wait
 

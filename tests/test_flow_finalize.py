@@ -22,7 +22,7 @@ def req(acme_product) -> CertificateRequest:
         key_encrypted=secretbox.encrypt(acme_ca.account_key_generate()))
     req, _ = request_submit(product=acme_product, csr_data=make_csr([f"f.{acme_product.zone}"]))
     req.acme_account = account
-    req.order_url, req.finalize_url = ORDER_URL, "https://ca.example/order/1/finalize"
+    req.order_url, req.finalize_url = ORDER_URL, ORDER_URL + "/finalize"
     req.authorizations = [{"url": "https://ca.example/authz/1", "status": "valid"}]
     req.step = CertificateRequest.Step.FINALIZE
     return req
@@ -38,13 +38,14 @@ def _not_ready(*args, **kwargs):
                            "detail": "Order's status (\"valid\") is not acceptable"}, status=403)
 
 
-def test_finalize_posts_the_csr_with_the_known_authorizations(req, monkeypatch):
+def test_finalize_posts_the_csr_to_the_stored_finalize_url(req, monkeypatch):
     sent = []
     monkeypatch.setattr(acme_ca, "order_finalize",
-                        lambda account, order, csr: sent.append(order) or _order("processing"))
+                        lambda account, order_url, finalize_url, csr:
+                        sent.append((order_url, finalize_url, csr)) or _order("processing"))
     monkeypatch.setattr(acme_ca, "order_fetch", lambda *a: pytest.fail("no look needed"))
     assert step_finalize(req) == CertificateRequest.Step.DOWNLOAD
-    assert sent[0].authorization_urls == ["https://ca.example/authz/1"]
+    assert sent == [(ORDER_URL, ORDER_URL + "/finalize", req.csr_pem.encode())]
     assert req.certificate_url == ""  # still processing: download looks at the order
 
 

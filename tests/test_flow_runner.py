@@ -1,0 +1,95 @@
+"""The runner's lease and deadline around a crash or a slow CA (ACME adapter patched)."""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
+from django.utils import timezone
+
+from csrproxy import secretbox
+from signing import acme_ca
+from signing.certificates import chain_check
+from signing.flow import request_advance
+from signing.models import AcmeAccount, Certificate, CertificateRequest, RequestEvent
+from signing.services import request_submit
+from tests.csrs import ec_key, make_csr
+
+pytestmark = pytest.mark.django_db
+Step, Status = CertificateRequest.Step, CertificateRequest.Status
+CA = "https://ca.example"
+
+
+@pytest.fixture
+def account() -> AcmeAccount:
+    return AcmeAccount.objects.create(
+        name="ca", directory_url=f"{CA}/dir", account_url=f"{CA}/acct/1", is_default=True,
+        key_encrypted=secretbox.encrypt(acme_ca.account_key_generate()))
+
+
+def _self_signed(key, name: str) -> str:
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + timedelta(days=90))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_a_run_whose_lease_ran_out_during_a_ca_call_writes_nothing(acme_product, account,
+                                                                   monkeypatch):
+    name = f"slow.{acme_product.zone}"
+    req, _ = request_submit(product=acme_product, csr_data=make_csr([name]))
+    other_workers_lease = timezone.now() + timedelta(minutes=5)
+
+    def order_create_outlasting_the_lease(*args):
+        # Meanwhile the lease ran out and another worker claimed the request.
+        CertificateRequest.objects.filter(pk=req.pk).update(lease_until=other_workers_lease)
+        authz = acme_ca.Authorization(
+            url=f"{CA}/authz/1", status="pending", identifier=name,
+            challenge_url=f"{CA}/chall/1", txt_name=f"_acme-challenge.{name}", txt_value="v")
+        return acme_ca.Order(url=f"{CA}/order/1", status="pending",
+                             finalize_url=f"{CA}/order/1/finalize", authorizations=[authz])
+
+    monkeypatch.setattr(acme_ca, "order_create", order_create_outlasting_the_lease)
+    assert request_advance(req.pk) is None
+    req.refresh_from_db()
+    assert (req.step, req.status, req.order_url) == (Step.ORDER, Status.PENDING, "")
+    assert req.lease_until == other_workers_lease
+    assert not RequestEvent.objects.filter(request=req).exists()
+
+
+def test_a_run_gives_its_lease_back_and_records_its_steps(acme_product, account, monkeypatch):
+    req, _ = request_submit(product=acme_product, csr_data=make_csr([f"r.{acme_product.zone}"]))
+    monkeypatch.setattr(acme_ca, "order_create",
+                        lambda *a: acme_ca.Order(url=f"{CA}/order/2", status="invalid",
+                                                 finalize_url=f"{CA}/order/2/finalize"))
+    assert request_advance(req.pk) is None
+    req.refresh_from_db()
+    assert (req.step, req.status, req.lease_until) == (Step.DONE, Status.INVALID, None)
+    assert req.updated_at > req.created_at
+    assert list(RequestEvent.objects.filter(request=req).order_by("at", "pk")
+                .values_list("message", flat=True)) == [
+        "picked up by a worker", "failed: The CA refused the order.", "step done"]
+
+
+def test_a_certificate_stored_before_a_crash_is_delivered_after_the_deadline(
+        acme_product, account, monkeypatch):
+    key, name = ec_key(), f"late.{acme_product.zone}"
+    req, _ = request_submit(product=acme_product, csr_data=make_csr([name], key))
+    chain = _self_signed(key, name)
+    # The worker stored the certificate, then died before the request said valid.
+    Certificate.objects.create(request=req, chain_pem=chain, **chain_check(
+        chain, public_key_sha256=req.public_key_sha256, names=req.names))
+    CertificateRequest.objects.filter(pk=req.pk).update(
+        step=Step.DOWNLOAD, status=Status.PROCESSING, acme_account=account,
+        order_url=f"{CA}/order/3", certificate_url=f"{CA}/cert/3",
+        deadline_at=timezone.now() - timedelta(seconds=1))
+    monkeypatch.setattr(acme_ca, "certificate_download", lambda *a: chain)
+    assert request_advance(req.pk) is None
+    req.refresh_from_db()
+    assert (req.step, req.status, req.error) == (Step.DONE, Status.VALID, None)

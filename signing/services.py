@@ -59,6 +59,8 @@ def request_submit(
             # Only after commit: the worker must find the row.
             transaction.on_commit(partial(request_enqueue, req.pk))
     except IntegrityError:
+        if not idempotency_key:
+            raise  # not a lost race on the key (say, a token deleted a moment ago)
         existing = _idempotent_replay(product, idempotency_key, parsed.public_key_sha256)
         if existing is None:
             raise

@@ -5,24 +5,19 @@ problem handler turns into one identical 401 body.
 """
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
-from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 
 from .models import ApiToken
+from .token_cache import token_row
 from .tokens import token_key_id, token_matches
 
 # last_used_at is written at most this often per token: no write on every request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-# Bound of the per-process token cache (a flood of distinct key ids empties it).
-RECENT_TOKENS_MAX = 10_000
-# key id -> (monotonic time read, token row with tenant and product): see _token_row.
-_recent_tokens: dict[str, tuple[float, ApiToken]] = {}
 
 
 class TokenPrincipal:
@@ -68,37 +63,11 @@ class BearerTokenAuthentication(BaseAuthentication):
         key_id = token_key_id(plaintext)
         if key_id is None:
             return None
-        token = _token_row(key_id)
+        token = token_row(key_id)
         # The digest and the expiry are checked on every request, cached row or not.
         if token is None or not token_matches(plaintext, token.digest) or not token.is_usable():
             return None
         return token
-
-
-def _token_row(key_id: str) -> ApiToken | None:
-    """The token row, read at most once per ``TOKEN_CACHE_SECONDS`` per process.
-
-    The bench measured the token query as the costliest step of a submission after the
-    insert itself. The price: a revocation made elsewhere takes effect within that delay.
-    Unknown key ids are never cached, so guessing reads the database every time.
-    """
-    ttl = settings.TOKEN_CACHE_SECONDS
-    now = time.monotonic()
-    hit = _recent_tokens.get(key_id)
-    if hit is not None and now - hit[0] < ttl:
-        return hit[1]
-    token = ApiToken.objects.select_related("tenant", "product").filter(key_id=key_id).first()
-    if token is None:
-        return None
-    if token.product is not None:
-        # The product's tenant is the token's: sharing the loaded row saves a query in
-        # every submission (the quota check reads it).
-        token.product.tenant = token.tenant
-    if ttl > 0:
-        if len(_recent_tokens) >= RECENT_TOKENS_MAX:
-            _recent_tokens.clear()
-        _recent_tokens[key_id] = (now, token)
-    return token
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):

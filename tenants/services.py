@@ -14,6 +14,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from .models import ApiToken, AuditEvent, Product, Tenant
+from .token_cache import token_forget
 from .tokens import token_generate
 
 # Who makes a change: an admin user, a text such as "operator command", or None (code that
@@ -230,6 +231,7 @@ def token_revoke(*, token: ApiToken, actor: Actor = None) -> bool:
         token.revoked_at = now
         audit_record(tenant=token.tenant, action=AuditEvent.Action.TOKEN_REVOKED, actor=actor,
                      obj=token, changes={"revoked_at": [None, now.isoformat()]})
+    token_forget(token.key_id)
     return True
 
 
@@ -238,3 +240,4 @@ def token_delete(*, token: ApiToken, actor: Actor) -> None:
         audit_record(tenant=token.tenant, action=AuditEvent.Action.TOKEN_DELETED, actor=actor,
                      obj=token)
         token.delete()
+    token_forget(token.key_id)

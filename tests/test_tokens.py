@@ -10,9 +10,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from tenants import authentication
+from tenants import token_cache
 from tenants.models import ApiToken
-from tenants.services import token_create, token_revoke
+from tenants.services import token_create, token_delete, token_revoke
 from tests.database import database_text, token_secret_part
 
 pytestmark = pytest.mark.django_db
@@ -77,13 +77,13 @@ class TestTokenCache:
 
     @pytest.fixture(autouse=True)
     def _empty_cache(self):
-        authentication._recent_tokens.clear()
+        token_cache._recent_tokens.clear()
         yield
-        authentication._recent_tokens.clear()
+        token_cache._recent_tokens.clear()
 
     def _clock(self, monkeypatch, start: float = 1000.0) -> list[float]:
         now = [start]
-        monkeypatch.setattr(authentication.time, "monotonic", lambda: now[0])
+        monkeypatch.setattr(token_cache.time, "monotonic", lambda: now[0])
         return now
 
     @override_settings(TOKEN_CACHE_SECONDS=5)
@@ -100,15 +100,24 @@ class TestTokenCache:
         assert _get(f"csrp_{key_id}_{'A' * 43}").status_code == 401
 
     @override_settings(TOKEN_CACHE_SECONDS=5)
-    def test_a_revocation_takes_effect_once_the_cached_row_is_older_than_the_delay(
+    def test_a_revocation_elsewhere_takes_effect_once_the_cached_row_is_older_than_the_delay(
             self, acme_token, monkeypatch):
         now = self._clock(monkeypatch)
         assert _get(acme_token).status_code == 200
-        token_revoke(token=ApiToken.objects.get())
+        # Revoked by another process: this one's cache does not hear of it.
+        ApiToken.objects.update(revoked_at=timezone.now())
         now[0] += 4.9
         assert _get(acme_token).status_code == 200  # the documented delay
         now[0] += 0.2
         assert _get(acme_token).status_code == 401
+
+    @override_settings(TOKEN_CACHE_SECONDS=5)
+    def test_a_revocation_or_deletion_in_this_process_takes_effect_at_once(self, acme_product):
+        for end in (token_revoke, token_delete):
+            row, token = token_create(tenant=acme_product.tenant, product=acme_product)
+            assert _get(token).status_code == 200
+            end(token=row, actor=None)
+            assert _get(token).status_code == 401
 
     @override_settings(TOKEN_CACHE_SECONDS=5)
     def test_expiry_is_checked_on_every_request(self, acme_product):
@@ -116,10 +125,10 @@ class TestTokenCache:
                                   expires_at=timezone.now() + timedelta(seconds=60))
         assert _get(token).status_code == 200
         ApiToken.objects.filter(pk=row.pk).update(expires_at=timezone.now())  # not seen yet
-        authentication._recent_tokens[row.key_id][1].expires_at = timezone.now()
+        token_cache._recent_tokens[row.key_id][1].expires_at = timezone.now()
         assert _get(token).status_code == 401
 
     @override_settings(TOKEN_CACHE_SECONDS=5)
     def test_unknown_key_ids_are_not_cached(self):
         assert _get(f"csrp_{'0' * 12}_{'B' * 43}").status_code == 401
-        assert authentication._recent_tokens == {}
+        assert token_cache._recent_tokens == {}

@@ -32,14 +32,16 @@ class OverBudget:
 def budget_admit(req: CertificateRequest) -> OverBudget | None:
     """Stamp the request as ordered if every budget of its account allows it.
 
-    Without a budget for its names there is nothing to count against: the stamp is left to
-    the request's next save, and no lock is taken.
+    An account without budgets counts nothing: the stamp is left to the request's next save,
+    and no lock is taken. With budgets, every order of the account is stamped under the lock,
+    covered names or not, since a budget's order limit counts all of them.
     """
-    budgets = [budget for budget in CaBudget.objects.filter(account_id=req.acme_account_id)
-               if any(_within(name, budget.registered_domain) for name in req.names)]
+    budgets = list(CaBudget.objects.filter(account_id=req.acme_account_id))
     if not budgets:
         req.order_started_at = timezone.now()
         return None
+    budgets = [budget for budget in budgets
+               if any(_within(name, budget.registered_domain) for name in req.names)]
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",

@@ -83,3 +83,23 @@ class TestCertificateLimits:
         for i in range(3):
             assert budget_admit(submitted(acme_product, account,
                                           f"n{i}.{acme_product.zone}")) is None
+
+
+class TestStamping:
+    def test_an_account_without_budgets_leaves_the_stamp_to_the_next_save(self, acme_product,
+                                                                         account):
+        req = submitted(acme_product, account, f"s.{acme_product.zone}")
+        assert budget_admit(req) is None
+        assert req.order_started_at is not None
+        req.refresh_from_db()
+        assert req.order_started_at is None  # no lock taken, no statement spent
+
+    def test_with_budgets_every_order_of_the_account_is_stamped_at_once(self, acme_product,
+                                                                       account):
+        # An order limit counts all of the account's orders, covered names or not.
+        CaBudget.objects.create(account=account, registered_domain="elsewhere.example",
+                                orders_per_three_hours=5)
+        req = submitted(acme_product, account, f"t.{acme_product.zone}")
+        assert budget_admit(req) is None
+        req.refresh_from_db()
+        assert req.order_started_at is not None

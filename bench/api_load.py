@@ -157,7 +157,7 @@ def part_api(ctx: Context) -> list[Row]:
         Row("3 API", "POST vs the trivial endpoint, same concurrency",
             f"{submit['rate']:.0f} submissions/s", f"GET /healthz {health['rate']:.0f} req/s",
             f"{share:.2f}x", ">= 0.50x healthz", share >= 0.5),
-        Row("3 API", "of which waiting for SQL per submission (under that load)",
+        Row("3 API", "of which waiting for SQL per submission (all POST runs)",
             f"{sql_ms:.0f} ms, most of it {top[1]:.0f}x {top[2]:.0f} ms in "
             f"{statement_label(top[0])}{' FOR UPDATE' * ('FOR UPDATE' in top[0])}",
             "", "", "informative (statements: see the log)"),

@@ -29,12 +29,19 @@ if str(ROOT) not in sys.path:  # run as a script: make the project and bench/ im
     sys.path.insert(0, str(ROOT))
 
 
+def _at_least_one(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--matrix", default="1x1,50x1,50x10,200x10,200x50",
                         help="issuance runs as NxC (N certificates, C in flight)")
-    parser.add_argument("--rounds", type=int, default=2,
+    parser.add_argument("--rounds", type=_at_least_one, default=2,
                         help="service and floor runs per NxC, taking turns at going first; "
                              "the fastest of each is compared")
     parser.add_argument("--lego", type=int, default=3,

@@ -59,8 +59,8 @@ class Go:
 
 
 class LeaseLost(Exception):
-    """The run's lease ran out during a call and another worker took the request over: this
-    run stops and writes nothing more."""
+    """The request's row no longer carries this run's lease (it ran out during a slow call
+    and another worker claimed the request): this run stops and writes nothing more."""
 
 
 class Failed(Exception):
@@ -82,8 +82,9 @@ def _problem(kind: str, detail: str) -> dict:
 # --- steps -------------------------------------------------------------------------------
 # Each returns the next step (run at once: a Step, or a Go with a note) or a Wait (run again
 # later), or raises Failed. A step changes ``req`` in memory; the runner saves the request
-# at every step change and every wait (see _Run). A step writes on its own only an intent
-# that must be durable before a side effect (see step_answer).
+# at every step change and every wait (see _Run). A step writes the request on its own only
+# for an intent that must be durable before a side effect (see step_answer); other rows
+# (the budget's stamp, the certificate, TXT records) are written where they are made.
 
 def step_order(req: CertificateRequest) -> Step | Wait:
     if req.acme_account_id is None:
@@ -222,9 +223,25 @@ def step_download(req: CertificateRequest) -> Go | Wait:
         raise Failed(_problem("certificate-mismatch", str(exc))) from None
     # Stored before the request says valid; a second run finds it and stores nothing.
     Certificate.objects.get_or_create(request=req, defaults={"chain_pem": chain, **facts})
+    return _issued(req, facts["serial"])
+
+
+def _issued(req: CertificateRequest, serial: str) -> Go:
     req.status = Status.VALID
     req.finished_at = timezone.now()
-    return Go(Step.CLEANUP, "certificate issued, serial " + facts["serial"])
+    return Go(Step.CLEANUP, f"certificate issued, serial {serial}")
+
+
+def _past_deadline(req: CertificateRequest) -> Go:
+    """A request past its deadline fails, unless download had stored its certificate before
+    a crash: that one is delivered without asking the CA again."""
+    stored = (Certificate.objects.filter(request=req).only("serial").first()
+              if req.step == Step.DOWNLOAD else None)
+    if stored is None:
+        raise Failed(_problem("deadline-exceeded",
+                              f"Not issued within {settings.SIGNING_DEADLINE_SECONDS} s "
+                              f"(stopped at step {req.step})."))
+    return _issued(req, stored.serial)
 
 
 def step_cleanup(req: CertificateRequest) -> Step | Wait:
@@ -267,13 +284,10 @@ def _request_write(req: CertificateRequest, fields: list[str], *, leaving: bool 
         lease_until=lease, updated_at=now, **{name: getattr(req, name) for name in fields})
     if written != 1:
         raise LeaseLost(req.pk)
-    req.lease_until = lease
-
-
-def _certificate_stored(req: CertificateRequest) -> bool:
-    """Download stores the certificate before the request says valid: a run killed in
-    between leaves one to finish with, whatever the deadline (asked only once it passed)."""
-    return req.step == Step.DOWNLOAD and Certificate.objects.filter(request=req).exists()
+    if not leaving:
+        # Not when leaving: that write may still roll back (see _leave), and the lease the
+        # row then keeps is the one the error path gives back.
+        req.lease_until = lease
 
 
 def _claim(request_id: int) -> bool:
@@ -306,8 +320,8 @@ def request_advance(request_id: int) -> float | None:
     try:
         return run.advance()
     except LeaseLost:
-        log.warning("request %s: the lease ran out during step %s and another worker took "
-                    "the request over; this run stopped", request_id, req.step)
+        log.warning("request %s: its lease ran out during step %s (another worker may have "
+                    "claimed it); this run stopped without writing", request_id, req.step)
         return None
     except BaseException:
         try:
@@ -342,14 +356,10 @@ class _Run:
         for _ in range(MAX_STEPS_PER_RUN):
             if req.step == Step.DONE:
                 return self._leave(None)
-            if (req.status not in CertificateRequest.FINISHED
-                    and timezone.now() > req.deadline_at and not _certificate_stored(req)):
-                self._fail(_problem("deadline-exceeded",
-                                    f"Not issued within {settings.SIGNING_DEADLINE_SECONDS} s "
-                                    f"(stopped at step {req.step})."))
-                continue
+            past_deadline = (req.status not in CertificateRequest.FINISHED
+                             and timezone.now() > req.deadline_at)
             try:
-                outcome = STEPS[req.step](req)
+                outcome = _past_deadline(req) if past_deadline else STEPS[req.step](req)
             except Failed as failure:
                 self._fail(failure.problem)
                 continue

@@ -9,7 +9,10 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
+from csrproxy import secretbox
 from dns_provisioning.services import product_dns_remove, product_dns_sync
+from signing import acme_ca
+from signing.models import AcmeAccount
 from tenants.models import Membership
 from tenants.services import product_create, tenant_create, token_create
 
@@ -86,3 +89,12 @@ def bob(globex_tenant):
 @pytest.fixture
 def charlie(db):
     return _staff("charlie")
+
+
+@pytest.fixture
+def unreachable_ca(db) -> AcmeAccount:
+    """The default ACME account, at a CA that is never called: for tests that patch the ACME
+    adapter."""
+    return AcmeAccount.objects.create(
+        name="ca", directory_url="https://ca.example/dir", account_url="https://ca.example/acct/1",
+        is_default=True, key_encrypted=secretbox.encrypt(acme_ca.account_key_generate()))

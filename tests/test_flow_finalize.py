@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from csrproxy import secretbox
 from signing import acme_ca
 from signing.flow import Failed, step_finalize
-from signing.models import AcmeAccount, CertificateRequest
+from signing.models import CertificateRequest
 from signing.services import request_submit
 from tests.csrs import make_csr
 
@@ -16,12 +15,9 @@ ORDER_URL = "https://ca.example/order/1"
 
 
 @pytest.fixture
-def req(acme_product) -> CertificateRequest:
-    account = AcmeAccount.objects.create(
-        name="ca", directory_url="https://ca.example/dir", account_url="https://ca.example/acct/1",
-        key_encrypted=secretbox.encrypt(acme_ca.account_key_generate()))
+def req(acme_product, unreachable_ca) -> CertificateRequest:
     req, _ = request_submit(product=acme_product, csr_data=make_csr([f"f.{acme_product.zone}"]))
-    req.acme_account = account
+    req.acme_account = unreachable_ca
     req.order_url, req.finalize_url = ORDER_URL, ORDER_URL + "/finalize"
     req.authorizations = [{"url": "https://ca.example/authz/1", "status": "valid"}]
     req.step = CertificateRequest.Step.FINALIZE

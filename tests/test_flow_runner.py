@@ -9,24 +9,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 from django.utils import timezone
 
-from csrproxy import secretbox
 from signing import acme_ca
 from signing.certificates import chain_check
 from signing.flow import request_advance
-from signing.models import AcmeAccount, Certificate, CertificateRequest, RequestEvent
+from signing.models import Certificate, CertificateRequest, RequestEvent
 from signing.services import request_submit
 from tests.csrs import ec_key, make_csr
 
 pytestmark = pytest.mark.django_db
 Step, Status = CertificateRequest.Step, CertificateRequest.Status
 CA = "https://ca.example"
-
-
-@pytest.fixture
-def account() -> AcmeAccount:
-    return AcmeAccount.objects.create(
-        name="ca", directory_url=f"{CA}/dir", account_url=f"{CA}/acct/1", is_default=True,
-        key_encrypted=secretbox.encrypt(acme_ca.account_key_generate()))
 
 
 def _self_signed(key, name: str) -> str:
@@ -40,7 +32,7 @@ def _self_signed(key, name: str) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def test_a_run_whose_lease_ran_out_during_a_ca_call_writes_nothing(acme_product, account,
+def test_a_run_whose_lease_ran_out_during_a_ca_call_writes_nothing(acme_product, unreachable_ca,
                                                                    monkeypatch):
     name = f"slow.{acme_product.zone}"
     req, _ = request_submit(product=acme_product, csr_data=make_csr([name]))
@@ -63,7 +55,8 @@ def test_a_run_whose_lease_ran_out_during_a_ca_call_writes_nothing(acme_product,
     assert not RequestEvent.objects.filter(request=req).exists()
 
 
-def test_a_run_gives_its_lease_back_and_records_its_steps(acme_product, account, monkeypatch):
+def test_a_run_gives_its_lease_back_and_records_its_steps(acme_product, unreachable_ca,
+                                                          monkeypatch):
     req, _ = request_submit(product=acme_product, csr_data=make_csr([f"r.{acme_product.zone}"]))
     monkeypatch.setattr(acme_ca, "order_create",
                         lambda *a: acme_ca.Order(url=f"{CA}/order/2", status="invalid",
@@ -78,7 +71,7 @@ def test_a_run_gives_its_lease_back_and_records_its_steps(acme_product, account,
 
 
 def test_a_certificate_stored_before_a_crash_is_delivered_after_the_deadline(
-        acme_product, account, monkeypatch):
+        acme_product, unreachable_ca, monkeypatch):
     key, name = ec_key(), f"late.{acme_product.zone}"
     req, _ = request_submit(product=acme_product, csr_data=make_csr([name], key))
     chain = _self_signed(key, name)
@@ -86,10 +79,23 @@ def test_a_certificate_stored_before_a_crash_is_delivered_after_the_deadline(
     Certificate.objects.create(request=req, chain_pem=chain, **chain_check(
         chain, public_key_sha256=req.public_key_sha256, names=req.names))
     CertificateRequest.objects.filter(pk=req.pk).update(
-        step=Step.DOWNLOAD, status=Status.PROCESSING, acme_account=account,
+        step=Step.DOWNLOAD, status=Status.PROCESSING, acme_account=unreachable_ca,
         order_url=f"{CA}/order/3", certificate_url=f"{CA}/cert/3",
         deadline_at=timezone.now() - timedelta(seconds=1))
-    monkeypatch.setattr(acme_ca, "certificate_download", lambda *a: chain)
+    monkeypatch.setattr(acme_ca, "certificate_download", lambda *a: pytest.fail("stored"))
     assert request_advance(req.pk) is None
     req.refresh_from_db()
     assert (req.step, req.status, req.error) == (Step.DONE, Status.VALID, None)
+
+
+def test_past_the_deadline_without_a_certificate_the_request_fails(acme_product, unreachable_ca,
+                                                                     monkeypatch):
+    req, _ = request_submit(product=acme_product, csr_data=make_csr([f"d.{acme_product.zone}"]))
+    CertificateRequest.objects.filter(pk=req.pk).update(
+        step=Step.DOWNLOAD, status=Status.PROCESSING, acme_account=unreachable_ca,
+        order_url=f"{CA}/order/4", deadline_at=timezone.now() - timedelta(seconds=1))
+    monkeypatch.setattr(acme_ca, "order_fetch", lambda *a: pytest.fail("past the deadline"))
+    assert request_advance(req.pk) is None
+    req.refresh_from_db()
+    assert (req.step, req.status) == (Step.DONE, Status.INVALID)
+    assert req.error["type"] == "urn:csrproxy:problem:deadline-exceeded"

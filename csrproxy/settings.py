@@ -195,7 +195,10 @@ ACME_TLS_CA = env.str("ACME_TLS_CA", default="")
 # --- Signing flow timings. -----------------------------------------------------------------
 # A request not finished this long after submission ends `invalid` (reason: deadline).
 SIGNING_DEADLINE_SECONDS = env.int("SIGNING_DEADLINE_SECONDS", default=3600)
-# How long a worker owns a request while running its steps; a crashed worker's lease expires.
+# How long a worker owns a request between two writes of it (renewed at every step change).
+# Keep it above a step's CA calls (30 s timeout each): a run overtaken by another worker
+# stops at its next write, but may already have repeated a call to the CA. A crashed
+# worker's requests are picked up again this long after the crash.
 SIGNING_LEASE_SECONDS = env.int("SIGNING_LEASE_SECONDS", default=60)
 # A resubmitted CSR (same key, same names) gets the issued certificate back, without a new
 # order, while it has at least this many days left.

@@ -32,9 +32,10 @@ class OverBudget:
 def budget_admit(req: CertificateRequest) -> OverBudget | None:
     """Stamp the request as ordered if every budget of its account allows it.
 
-    An account without budgets counts nothing: the stamp is left to the request's next save,
-    and no lock is taken. With budgets, every order of the account is stamped under the lock,
-    covered names or not, since a budget's order limit counts all of them.
+    A budget guards the requests for names in its domain, but its order limit counts every
+    order of the account, as the CA does: so with budgets, every order of the account is
+    stamped under the lock, guarded or not. An account without budgets counts nothing: the
+    stamp is then left to the request's next save, and no lock is taken.
     """
     budgets = list(CaBudget.objects.filter(account_id=req.acme_account_id))
     if not budgets:

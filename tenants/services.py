@@ -6,6 +6,7 @@ from __future__ import annotations
 import getpass
 from datetime import date, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -231,7 +232,8 @@ def token_revoke(*, token: ApiToken, actor: Actor = None) -> bool:
         token.revoked_at = now
         audit_record(tenant=token.tenant, action=AuditEvent.Action.TOKEN_REVOKED, actor=actor,
                      obj=token, changes={"revoked_at": [None, now.isoformat()]})
-    token_forget(token.key_id)
+    # After the commit: a request in between would otherwise cache the old row again.
+    transaction.on_commit(partial(token_forget, token.key_id))
     return True
 
 
@@ -240,4 +242,5 @@ def token_delete(*, token: ApiToken, actor: Actor) -> None:
         audit_record(tenant=token.tenant, action=AuditEvent.Action.TOKEN_DELETED, actor=actor,
                      obj=token)
         token.delete()
-    token_forget(token.key_id)
+    # After the commit: a request in between would otherwise cache the old row again.
+    transaction.on_commit(partial(token_forget, token.key_id))

@@ -92,7 +92,7 @@ class TestStamping:
         assert budget_admit(req) is None
         assert req.order_started_at is not None
         req.refresh_from_db()
-        assert req.order_started_at is None  # no lock taken, no statement spent
+        assert req.order_started_at is None  # written with the request's next step
 
     def test_with_budgets_every_order_of_the_account_is_stamped_at_once(self, acme_product,
                                                                        account):

@@ -112,11 +112,13 @@ class TestTokenCache:
         assert _get(acme_token).status_code == 401
 
     @override_settings(TOKEN_CACHE_SECONDS=5)
-    def test_a_revocation_or_deletion_in_this_process_takes_effect_at_once(self, acme_product):
+    def test_a_revocation_or_deletion_in_this_process_takes_effect_at_once(
+            self, acme_product, django_capture_on_commit_callbacks):
         for end in (token_revoke, token_delete):
             row, token = token_create(tenant=acme_product.tenant, product=acme_product)
             assert _get(token).status_code == 200
-            end(token=row, actor=None)
+            with django_capture_on_commit_callbacks(execute=True):
+                end(token=row, actor=None)
             assert _get(token).status_code == 401
 
     @override_settings(TOKEN_CACHE_SECONDS=5)

@@ -73,16 +73,22 @@ def _reusable_request(product: Product, parsed: ParsedCsr) -> CertificateRequest
     """An issued request for the same key and names with enough lifetime left.
 
     Handing it back costs no order, no quota and none of the CA's rate limits. Nearly every
-    submission has a new key, so the lookup reads two columns and loads a whole request
+    submission has a new key, so the lookup reads three columns and loads a whole request
     only when there is one to hand back.
+
+    The product is compared here, not in SQL: with it in the WHERE clause, statistics not
+    yet refreshed after a burst of submissions made PostgreSQL walk the product's index and
+    filter thousands of rows (the bench measured 1.9 ms instead of 0.04 ms per lookup).
+    Only the key's index (``request_reuse``) can serve this query.
     """
     min_expiry = timezone.now() + timedelta(days=settings.CERTIFICATE_REUSE_MIN_DAYS)
     candidates = CertificateRequest.objects.filter(
-        product=product, public_key_sha256=parsed.public_key_sha256,
+        public_key_sha256=parsed.public_key_sha256,
         status=CertificateRequest.Status.VALID, certificate__not_after__gt=min_expiry,
-    ).order_by("-created_at").values_list("pk", "names")[:10]
+    ).order_by("-created_at").values_list("pk", "product_id", "names")[:10]
     wanted = set(parsed.names)
-    pk = next((pk for pk, names in candidates if set(names) == wanted), None)
+    pk = next((pk for pk, product_id, names in candidates
+               if product_id == product.pk and set(names) == wanted), None)
     if pk is None:
         return None
     return CertificateRequest.objects.select_related("certificate").get(pk=pk)

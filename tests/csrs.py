@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import subprocess
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -35,6 +36,19 @@ def make_csr(names: list[str], key=None, cn: str | None = "", san: bool = True,
     for ext, critical in extensions:
         builder = builder.add_extension(ext, critical=critical)
     return builder.sign(key, hash_alg or hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+def self_signed_certificate(key, names: list[str], days: int = 90) -> str:
+    """A PEM certificate for ``key`` and ``names``: what a CA would hand back, minus the CA."""
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + timedelta(days=days))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def public_key_der(key) -> bytes:

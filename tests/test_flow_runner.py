@@ -1,12 +1,9 @@
 """The runner's lease and deadline around a crash or a slow CA (ACME adapter patched)."""
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import NameOID
 from django.utils import timezone
 
 from signing import acme_ca
@@ -14,22 +11,11 @@ from signing.certificates import chain_check
 from signing.flow import request_advance
 from signing.models import Certificate, CertificateRequest, RequestEvent
 from signing.services import request_submit
-from tests.csrs import ec_key, make_csr
+from tests.csrs import ec_key, make_csr, self_signed_certificate
 
 pytestmark = pytest.mark.django_db
 Step, Status = CertificateRequest.Step, CertificateRequest.Status
 CA = "https://ca.example"
-
-
-def _self_signed(key, name: str) -> str:
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now).not_valid_after(now + timedelta(days=90))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .sign(key, hashes.SHA256()))
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def test_a_run_whose_lease_ran_out_during_a_ca_call_writes_nothing(acme_product, unreachable_ca,
@@ -74,7 +60,7 @@ def test_a_certificate_stored_before_a_crash_is_delivered_after_the_deadline(
         acme_product, unreachable_ca, monkeypatch):
     key, name = ec_key(), f"late.{acme_product.zone}"
     req, _ = request_submit(product=acme_product, csr_data=make_csr([name], key))
-    chain = _self_signed(key, name)
+    chain = self_signed_certificate(key, [name])
     # The worker stored the certificate, then died before the request said valid.
     Certificate.objects.create(request=req, chain_pem=chain, **chain_check(
         chain, public_key_sha256=req.public_key_sha256, names=req.names))

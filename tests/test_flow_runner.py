@@ -4,6 +4,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from signing import acme_ca
@@ -47,9 +49,13 @@ def test_a_run_gives_its_lease_back_and_records_its_steps(acme_product, unreacha
     monkeypatch.setattr(acme_ca, "order_create",
                         lambda *a: acme_ca.Order(url=f"{CA}/order/2", status="invalid",
                                                  finalize_url=f"{CA}/order/2/finalize"))
-    assert request_advance(req.pk) is None
+    with CaptureQueriesContext(connection) as queries:
+        assert request_advance(req.pk) is None
     req.refresh_from_db()
     assert (req.step, req.status, req.lease_until) == (Step.DONE, Status.INVALID, None)
+    updates = [q["sql"] for q in queries if q["sql"].startswith('UPDATE "signing_certificate')]
+    # Each save writes what changed since the last: the problem once, not at every save.
+    assert len(updates) >= 2 and len([sql for sql in updates if '"error"' in sql]) == 1
     assert req.updated_at > req.created_at
     assert list(RequestEvent.objects.filter(request=req).order_by("at", "pk")
                 .values_list("message", flat=True)) == [
